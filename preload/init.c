@@ -1,0 +1,38 @@
+#include "init.h"
+
+#include <dlfcn.h>
+#include <sched.h>
+#include <stdatomic.h>
+
+#include "heap/runtime.h"
+#include "system/system.h"
+
+int nm_preload_ready;
+static atomic_int nm_preload_state;   /* 0 not started, 1 running, 2 ready */
+static __thread int nm_preload_initialising __attribute__((tls_model("initial-exec")));
+
+static void *nm_next_symbol(const char *name) {
+  return dlsym(RTLD_NEXT, name);
+}
+
+bool nm_preload_ensure(void) {
+  if (nm_preload_ready_now()) return true;
+  if (nm_preload_initialising) return false;   /* re-entered from dlsym: bootstrap */
+  int expected = 0;
+  if (atomic_compare_exchange_strong(&nm_preload_state, &expected, 1)) {
+    nm_preload_initialising = 1;
+    nm_system_resolve(nm_next_symbol);
+    nm_runtime_init(NULL);
+    nm_preload_initialising = 0;
+    atomic_store(&nm_preload_state, 2);
+    __atomic_store_n(&nm_preload_ready, 1, __ATOMIC_RELEASE);
+    return true;
+  }
+  while (atomic_load(&nm_preload_state) != 2) sched_yield();
+  return true;
+}
+
+/* Also initialise at load time, before the program starts threads. */
+__attribute__((constructor(101))) static void nm_preload_constructor(void) {
+  nm_preload_ensure();
+}

@@ -1,0 +1,220 @@
+#include "heap/alloc.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "heap/runtime.h"
+#include "os/os.h"
+#include "system/system.h"
+
+static NM_COLD void *nm_fail(int err) {
+  errno = err;
+  return NULL;
+}
+
+/* The current page of cls has no free block: extend it, collect remote frees, take another
+ * page of the class, or carve a new one. NULL when the OS refuses memory. */
+static NM_NOINLINE nm_page_t *nm_page_refill(nm_heap_t *h, unsigned cls) {
+  nm_page_t *old = h->current[cls];
+  if (old != &nm_page_empty && nm_page_extend(old)) return old;
+  if (atomic_load_explicit(&h->remote_pages, memory_order_relaxed) != NULL) {
+    nm_heap_collect_remote(h);
+    if (old->free != NULL) return old;
+  }
+  nm_page_t *pg;
+  while ((pg = h->avail[cls].first) != NULL) {
+    nm_page_queue_remove(&h->avail[cls], pg);
+    if (pg->free != NULL || nm_page_extend(pg)) goto found;
+    pg->flags |= NM_PAGE_FULL;
+  }
+  pg = nm_segment_page_alloc(h, nm_classes.slices[cls]);
+  if (pg == NULL) return NULL;
+  nm_page_init(pg, h, cls, nm_classes.size[cls]);
+found:
+  pg->flags &= (uint8_t)~NM_PAGE_FULL;
+  h->current[cls] = pg;
+  /* The old page is exhausted and on no list: its next local free puts it back in play. */
+  if (old != &nm_page_empty) {
+    if (old->used == 0) nm_heap_page_retire(h, old);
+    else old->flags |= NM_PAGE_FULL;
+  }
+  return pg;
+}
+
+/* The calling thread's heap, made ready (with the process) on its first request. NULL
+ * once the thread has exited, or if no heap can be had: requests then go to the system.
+ * Every slow path calls this before it looks at the router's tables. */
+static inline nm_heap_t *nm_heap_ready(void) {
+  nm_heap_t *h = nm_tls_heap;
+  if (NM_LIKELY(h->state == NM_HEAP_ACTIVE)) return h;
+  if (h->state == NM_HEAP_DEAD) return NULL;
+  nm_runtime_init(NULL);
+  return nm_heap_acquire();
+}
+
+static void *nm_pool_alloc(nm_heap_t *h, unsigned cls) {
+  nm_page_t *pg = h->current[cls];
+  nm_block_t *b = pg->free;
+  if (NM_UNLIKELY(b == NULL)) {
+    pg = nm_page_refill(h, cls);
+    if (pg == NULL) return NULL;
+    b = pg->free;
+  }
+  pg->free = b->next;
+  pg->used++;
+  return b;
+}
+
+/* n bytes from the pool class the router picks, or from the system. */
+static void *nm_alloc_routed(size_t n) {
+  nm_heap_t *h = nm_heap_ready();
+  unsigned cls = nm_router_class(n);
+  if (cls == NM_CLASS_NONE || NM_UNLIKELY(h == NULL)) return nm_system_malloc(n);
+  return nm_pool_alloc(h, cls);
+}
+
+void *nm_malloc_slow(size_t n) {
+  if (NM_UNLIKELY(n > PTRDIFF_MAX)) return nm_fail(ENOMEM);
+  void *p = nm_alloc_routed(n);
+  if (NM_UNLIKELY(p == NULL)) return nm_fail(ENOMEM);
+  return p;
+}
+
+void *nm_malloc(size_t n) {
+  void *p = nm_alloc_fast(n);
+  return NM_LIKELY(p != NULL) ? p : nm_malloc_slow(n);
+}
+
+void nm_free_slow(nm_page_t *pg, void *p) {
+  nm_block_t *b = (pg->flags & NM_PAGE_ALIGNED) ? nm_page_block_of(pg, p) : (nm_block_t *)p;
+  nm_heap_t *h = nm_tls_heap;
+  if (pg->heap != h) {
+    nm_page_free_remote(pg, b);
+    return;
+  }
+  b->next = pg->free;
+  pg->free = b;
+  if (pg->flags & NM_PAGE_FULL) {
+    pg->flags &= (uint8_t)~NM_PAGE_FULL;
+    if (h->current[pg->class_idx] != pg) nm_page_queue_push(&h->avail[pg->class_idx], pg);
+  }
+  if (--pg->used == 0) nm_heap_page_retire(h, pg);
+}
+
+void nm_free(void *p) {
+  if (!nm_free_owned(p)) nm_system_free(p);
+}
+
+void *nm_calloc(size_t count, size_t size) {
+  size_t n;
+  if (NM_UNLIKELY(__builtin_mul_overflow(count, size, &n))) return nm_fail(ENOMEM);
+  void *p = nm_alloc_fast(n);
+  if (NM_LIKELY(p != NULL)) return memset(p, 0, n);
+  if (n > PTRDIFF_MAX) return nm_fail(ENOMEM);
+  nm_heap_t *h = nm_heap_ready();
+  unsigned cls = nm_router_class(n);
+  if (cls == NM_CLASS_NONE || h == NULL) {
+    p = nm_system_calloc(1, n);   /* the system knows which of its pages are fresh zeros */
+  } else {
+    p = nm_pool_alloc(h, cls);
+    if (p != NULL) memset(p, 0, n);
+  }
+  return p != NULL ? p : nm_fail(ENOMEM);
+}
+
+size_t nm_usable_size(const void *p) {
+  if (nm_segmap_contains(p)) return nm_page_usable(nm_segment_page_of(p), p);
+  return nm_system_usable_size((void *)p);
+}
+
+void *nm_realloc(void *p, size_t n) {
+  if (p == NULL) return nm_malloc(n);
+  if (n == 0) {                 /* glibc: free and return NULL */
+    nm_free(p);
+    return NULL;
+  }
+  if (NM_UNLIKELY(n > PTRDIFF_MAX)) return nm_fail(ENOMEM);
+  size_t old;
+  if (nm_segmap_contains(p)) {
+    old = nm_page_usable(nm_segment_page_of(p), p);
+    /* Fits, and would not waste more than half the block: stay. */
+    if (n <= old && n >= old / 2) return p;
+  } else {
+    nm_heap_ready();
+    if (nm_router_class(n) == NM_CLASS_NONE) {
+      void *q = nm_system_realloc(p, n);   /* large stays large: mremap and friends */
+      return q != NULL ? q : nm_fail(ENOMEM);
+    }
+    old = nm_system_usable_size(p);
+  }
+  void *q = nm_malloc(n);
+  if (q == NULL) return NULL;   /* errno set; p untouched */
+  memcpy(q, p, old < n ? old : n);
+  nm_free(p);
+  return q;
+}
+
+void *nm_reallocarray(void *p, size_t count, size_t size) {
+  size_t n;
+  if (__builtin_mul_overflow(count, size, &n)) return nm_fail(ENOMEM);
+  return nm_realloc(p, n);
+}
+
+/* Pool block aligned to a (a power of two above 16), or NULL if the pool cannot serve it. */
+static void *nm_pool_memalign(size_t a, size_t n) {
+  if (a > NM_SLICE_SIZE) return NULL;   /* pages start on slice boundaries */
+  nm_heap_t *h = nm_heap_ready();
+  if (h == NULL) return NULL;
+  size_t rounded = (n + a - 1) & ~(a - 1);
+  if (rounded == 0) rounded = a;
+  unsigned cls = nm_router_class(rounded);
+  if (cls == NM_CLASS_NONE) return NULL;
+  if (nm_classes.size[cls] % a == 0) return nm_pool_alloc(h, cls);
+  /* Block size not a multiple of a: over-allocate and hand out an interior pointer. */
+  cls = nm_router_class(n + a - NM_ALIGN);
+  if (cls == NM_CLASS_NONE) return NULL;
+  uint8_t *b = nm_pool_alloc(h, cls);
+  if (b == NULL) return NULL;
+  uint8_t *p = (uint8_t *)(((uintptr_t)b + a - 1) & ~(uintptr_t)(a - 1));
+  if (p != b) nm_segment_page_of(b)->flags |= NM_PAGE_ALIGNED;
+  return p;
+}
+
+void *nm_memalign(size_t a, size_t n) {
+  if (a <= NM_ALIGN) return nm_malloc(n);
+  if (a > SIZE_MAX / 2 + 1) return nm_fail(EINVAL);
+  if (a & (a - 1)) a = (size_t)1 << (64 - __builtin_clzll(a));   /* glibc rounds up */
+  if (n > PTRDIFF_MAX - a) return nm_fail(ENOMEM);
+  void *p = nm_pool_memalign(a, n);
+  if (p == NULL) p = nm_system_memalign(a, n);
+  return p != NULL ? p : nm_fail(ENOMEM);
+}
+
+int nm_posix_memalign(void **out, size_t a, size_t n) {
+  if (a % sizeof(void *) != 0 || (a & (a - 1)) != 0 || a == 0) return EINVAL;
+  int saved = errno;
+  void *p = nm_memalign(a, n);
+  if (p == NULL) {
+    errno = saved;   /* the result is the return value, not errno */
+    return ENOMEM;
+  }
+  *out = p;
+  return 0;
+}
+
+void *nm_aligned_alloc(size_t a, size_t n) {
+  return nm_memalign(a, n);   /* glibc 2.36: an alias of memalign */
+}
+
+void *nm_valloc(size_t n) {
+  return nm_memalign(nm_os_page_size(), n);
+}
+
+void *nm_pvalloc(size_t n) {
+  size_t page = nm_os_page_size();
+  size_t rounded;
+  if (__builtin_add_overflow(n, page - 1, &rounded)) return nm_fail(ENOMEM);
+  rounded &= ~(page - 1);
+  return nm_memalign(page, rounded);
+}

@@ -1,0 +1,64 @@
+/* The allocation API with glibc's contract (errno, alignment, realloc edge cases), over
+ * the router and the backends. The fast paths are inline so the preload's entry points
+ * compile to a handful of instructions on a hit. */
+#ifndef NM_ALLOC_H
+#define NM_ALLOC_H
+
+#include <stddef.h>
+
+#include "heap/heap.h"
+#include "heap/router.h"
+#include "pool/page.h"
+#include "pool/segment.h"
+#include "pool/segmap.h"
+
+/* Same-thread pool hit: no lock, no atomic. NULL means "take the slow path". */
+static inline void *nm_alloc_fast(size_t n) {
+  if (NM_LIKELY(n <= NM_POOL_LIMIT)) {
+    nm_page_t *pg = nm_tls_heap->current[nm_class_of[(n + NM_ALIGN - 1) / NM_ALIGN]];
+    nm_block_t *b = pg->free;
+    if (NM_LIKELY(b != NULL)) {
+      pg->free = b->next;
+      pg->used++;
+      return b;
+    }
+  }
+  return NULL;
+}
+
+void nm_free_slow(nm_page_t *pg, void *p);
+
+/* Frees p if it is a pool block; false if p is not ours (NULL included). */
+static inline bool nm_free_owned(void *p) {
+  if (NM_UNLIKELY(!nm_segmap_contains(p))) return false;
+  nm_page_t *pg = nm_segment_page_of(p);
+  if (NM_LIKELY(pg->heap == nm_tls_heap && pg->flags == 0)) {
+    nm_block_t *b = p;
+    b->next = pg->free;
+    pg->free = b;
+    if (NM_UNLIKELY(--pg->used == 0)) nm_heap_page_retire(pg->heap, pg);
+    return true;
+  }
+  nm_free_slow(pg, p);
+  return true;
+}
+
+/* Slow path of malloc for a thread whose heap is ready (or empty, or dead). */
+void *nm_malloc_slow(size_t n);
+
+/* The full entry points (pool or system by the router; errno ENOMEM on failure). */
+void *nm_malloc(size_t n);
+void *nm_calloc(size_t count, size_t size);
+void *nm_realloc(void *p, size_t n);
+void *nm_reallocarray(void *p, size_t count, size_t size);
+/* alignment: a power of two (memalign rounds others up, as glibc does). */
+void *nm_memalign(size_t alignment, size_t n);
+int nm_posix_memalign(void **out, size_t alignment, size_t n);
+void *nm_aligned_alloc(size_t alignment, size_t n);
+void *nm_valloc(size_t n);
+void *nm_pvalloc(size_t n);
+/* p must be ours or the system's; NULL is a no-op. */
+void nm_free(void *p);
+size_t nm_usable_size(const void *p);
+
+#endif

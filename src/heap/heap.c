@@ -1,0 +1,157 @@
+#include "heap/heap.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#include "heap/router.h"
+#include "os/os.h"
+#include "pool/page.h"
+#include "pool/segment.h"
+#include "util/lock.h"
+
+#define NM_EMPTY_PAGES { [0 ... NM_CLASS_MAX - 1] = &nm_page_empty }
+
+__thread nm_heap_t *nm_tls_heap __attribute__((tls_model("initial-exec"))) = &nm_heap_empty;
+nm_heap_t nm_heap_empty = { .current = NM_EMPTY_PAGES, .state = NM_HEAP_EMPTY };
+nm_heap_t nm_heap_dead = { .current = NM_EMPTY_PAGES, .state = NM_HEAP_DEAD };
+
+/* Global section: the registry of heaps, the orphan list and the metadata arena. Each
+ * update is a single publishing store, so a child of fork can reset the lock and go on. */
+static nm_lock_t nm_heaps_lock = NM_LOCK_INIT;
+static nm_heap_t *nm_heaps_all;
+static nm_heap_t *nm_heaps_orphan;
+static uint8_t *nm_meta_next, *nm_meta_end;
+
+static pthread_key_t nm_heap_key;
+static atomic_int nm_heap_inited;
+
+#define NM_META_CHUNK ((size_t)256 << 10)
+
+static void nm_heap_thread_exit(void *arg) {
+  nm_heap_t *h = arg;
+  if (h != NULL && h == nm_tls_heap) nm_heap_release(h);
+}
+
+int nm_heap_process_init(void) {
+  int expected = 0;
+  if (!atomic_compare_exchange_strong(&nm_heap_inited, &expected, 1)) return 0;
+  if (pthread_key_create(&nm_heap_key, nm_heap_thread_exit) != 0) return -1;
+  /* No prepare handler: fork needs none of our locks held (docs/design.md, "Fork"). */
+  pthread_atfork(NULL, NULL, nm_heap_after_fork_child);
+  return 0;
+}
+
+void nm_page_queue_push(nm_page_queue_t *q, nm_page_t *pg) {
+  pg->next = NULL;
+  pg->prev = q->last;
+  if (q->last) q->last->next = pg;
+  else q->first = pg;
+  q->last = pg;
+  pg->in_queue = 1;
+}
+
+void nm_page_queue_remove(nm_page_queue_t *q, nm_page_t *pg) {
+  if (pg->prev) pg->prev->next = pg->next;
+  else q->first = pg->next;
+  if (pg->next) pg->next->prev = pg->prev;
+  else q->last = pg->prev;
+  pg->next = pg->prev = NULL;
+  pg->in_queue = 0;
+}
+
+static nm_heap_t *nm_heap_new_locked(void) {
+  size_t size = (sizeof(nm_heap_t) + 63) & ~(size_t)63;
+  if (nm_meta_next == NULL || (size_t)(nm_meta_end - nm_meta_next) < size) {
+    uint8_t *chunk = nm_os_map(NM_META_CHUNK);
+    if (chunk == NULL) return NULL;
+    nm_meta_next = chunk;
+    nm_meta_end = chunk + NM_META_CHUNK;
+  }
+  nm_heap_t *h = (nm_heap_t *)nm_meta_next;
+  nm_meta_next += size;
+  for (unsigned i = 0; i < NM_CLASS_MAX; i++) h->current[i] = &nm_page_empty;
+  h->next_all = nm_heaps_all;
+  nm_heaps_all = h;   /* publish last: the registry is walked without the lock */
+  return h;
+}
+
+nm_heap_t *nm_heap_acquire(void) {
+  nm_lock(&nm_heaps_lock);
+  nm_heap_t *h = nm_heaps_orphan;
+  if (h != NULL) nm_heaps_orphan = h->next_orphan;
+  else h = nm_heap_new_locked();
+  nm_unlock(&nm_heaps_lock);
+  if (h == NULL) return NULL;
+  h->next_orphan = NULL;
+  h->state = NM_HEAP_ACTIVE;
+  nm_tls_heap = h;
+  /* May allocate (keys >= 32 in glibc): the heap is already in place for that. */
+  if (atomic_load_explicit(&nm_heap_inited, memory_order_relaxed))
+    pthread_setspecific(nm_heap_key, h);
+  nm_heap_collect_remote(h);
+  return h;
+}
+
+void nm_heap_collect_remote(nm_heap_t *h) {
+  nm_page_t *pg = atomic_exchange_explicit(&h->remote_pages, NULL, memory_order_acquire);
+  while (pg != NULL) {
+    nm_page_t *next = pg->remote_next;   /* read before the page can be queued again */
+    nm_page_collect_remote(pg);
+    unsigned cls = pg->class_idx;
+    bool current = (h->current[cls] == pg);
+    if (pg->used == 0 && !current) {
+      nm_heap_page_retire(h, pg);
+    } else if ((pg->flags & NM_PAGE_FULL) && pg->free != NULL) {
+      pg->flags &= (uint8_t)~NM_PAGE_FULL;
+      if (!current) nm_page_queue_push(&h->avail[cls], pg);
+    }
+    pg = next;
+  }
+}
+
+void nm_heap_page_retire(nm_heap_t *h, nm_page_t *pg) {
+  unsigned cls = pg->class_idx;
+  if (h->current[cls] == pg) return;   /* keep the page we allocate from */
+  if (pg->in_queue) nm_page_queue_remove(&h->avail[cls], pg);
+  nm_segment_page_free(h, pg);
+  if (h->dirty_bytes > nm_route.purge_threshold) nm_segment_purge(h, 1);
+}
+
+void nm_heap_trim(nm_heap_t *h) {
+  if (h->state != NM_HEAP_ACTIVE) return;
+  nm_heap_collect_remote(h);
+  nm_segment_purge(h, 0);
+}
+
+void nm_heap_release(nm_heap_t *h) {
+  nm_heap_collect_remote(h);
+  for (unsigned cls = 0; cls < NM_CLASS_MAX; cls++) {
+    nm_page_t *pg = h->current[cls];
+    if (pg == &nm_page_empty) continue;
+    h->current[cls] = &nm_page_empty;
+    if (pg->used == 0) nm_heap_page_retire(h, pg);
+    else if (pg->free != NULL || pg->capacity < pg->reserved) nm_page_queue_push(&h->avail[cls], pg);
+    else pg->flags |= NM_PAGE_FULL;
+  }
+  nm_segment_purge(h, 0);
+  nm_tls_heap = &nm_heap_dead;
+  h->state = NM_HEAP_ORPHAN;
+  nm_lock(&nm_heaps_lock);
+  h->next_orphan = nm_heaps_orphan;
+  nm_heaps_orphan = h;
+  nm_unlock(&nm_heaps_lock);
+}
+
+void nm_heap_foreach(void (*fn)(nm_heap_t *h, void *arg), void *arg) {
+  for (nm_heap_t *h = __atomic_load_n(&nm_heaps_all, __ATOMIC_ACQUIRE); h != NULL; h = h->next_all)
+    fn(h, arg);
+}
+
+void nm_heap_after_fork_child(void) {
+  nm_lock_reset(&nm_heaps_lock);
+  /* Threads other than this one are gone; their heaps may have been mid-update when fork
+   * copied them, so they are never adopted (their memory stays with the child, unused). */
+  for (nm_heap_t *h = nm_heaps_all; h != NULL; h = h->next_all) {
+    if (h->state == NM_HEAP_ACTIVE && h != nm_tls_heap) h->state = NM_HEAP_DEAD;
+  }
+}

@@ -1,0 +1,34 @@
+/* Heaps: one per thread, adopted whole by a new thread when its owner exits, so threads
+ * that come and go reuse the same memory. */
+#ifndef NM_HEAP_H
+#define NM_HEAP_H
+
+#include "nm_types.h"
+
+/* The calling thread's heap: &nm_heap_empty before its first allocation, &nm_heap_dead
+ * after it exited (later requests of that thread go to the system backend). */
+extern __thread nm_heap_t *nm_tls_heap __attribute__((tls_model("initial-exec")));
+extern nm_heap_t nm_heap_empty;
+extern nm_heap_t nm_heap_dead;
+
+/* Process start: thread-exit key and fork handler. Idempotent; returns 0 or -1. */
+int nm_heap_process_init(void);
+/* Give the calling thread a heap (an orphan if one waits); NULL when out of memory. */
+nm_heap_t *nm_heap_acquire(void);
+/* The owner leaves: keep what is live, purge what is free, and orphan the heap. */
+void nm_heap_release(nm_heap_t *h);
+/* Pages that received remote frees: fold those frees back into the pages. */
+void nm_heap_collect_remote(nm_heap_t *h);
+/* A page of h became empty (used == 0): return it to its segment unless it is current. */
+void nm_heap_page_retire(nm_heap_t *h, nm_page_t *pg);
+/* Give freed memory of the calling thread's heap back to the OS now. */
+void nm_heap_trim(nm_heap_t *h);
+/* Call fn on every heap ever created (registry); for statistics. */
+void nm_heap_foreach(void (*fn)(nm_heap_t *h, void *arg), void *arg);
+/* In the child after fork: reset locks; heaps of threads that did not survive are dropped. */
+void nm_heap_after_fork_child(void);
+
+void nm_page_queue_push(nm_page_queue_t *q, nm_page_t *pg);
+void nm_page_queue_remove(nm_page_queue_t *q, nm_page_t *pg);
+
+#endif

@@ -1,0 +1,98 @@
+/* nebula-memory internal types: segments, pages, heaps.
+ *
+ * Memory comes from the OS in segments of NM_SEG_SIZE bytes, aligned to their size, so the
+ * segment of any pointer is one mask away. A segment is cut into NM_SEG_SLICES slices; a
+ * page is a run of slices holding equal blocks of one size class. Slice 0 holds the segment
+ * header. A heap is one thread's set of segments; it is adopted by a new thread when its
+ * owner exits. */
+#ifndef NM_TYPES_H
+#define NM_TYPES_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define NM_LIKELY(x)   __builtin_expect(!!(x), 1)
+#define NM_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define NM_NOINLINE    __attribute__((noinline))
+#define NM_COLD        __attribute__((cold, noinline))
+
+#define NM_ALIGN        16u                      /* every block: max_align_t */
+#define NM_SEG_SHIFT    22u                      /* 4 MiB segments */
+#define NM_SEG_SIZE     ((size_t)1 << NM_SEG_SHIFT)
+#define NM_SEG_MASK     (NM_SEG_SIZE - 1)
+#define NM_SLICE_SHIFT  16u                      /* 64 KiB slices */
+#define NM_SLICE_SIZE   ((size_t)1 << NM_SLICE_SHIFT)
+#define NM_SEG_SLICES   (NM_SEG_SIZE / NM_SLICE_SIZE)   /* 64: one bit each in a uint64_t */
+
+/* Largest block the pool can serve; the router's pool_max may be lower. */
+#define NM_POOL_LIMIT   ((size_t)128 << 10)
+/* Size-class lookup table: one byte per 16-byte step up to NM_POOL_LIMIT. */
+#define NM_CLASS_LOOKUP (NM_POOL_LIMIT / NM_ALIGN + 1)
+/* Room for 8 classes per doubling (the tightest layout the router may ask for). */
+#define NM_CLASS_MAX    96u
+/* Class index meaning "not served by the pool": its current page is always empty. */
+#define NM_CLASS_NONE   (NM_CLASS_MAX - 1)
+
+typedef struct nm_block_s   nm_block_t;
+typedef struct nm_page_s    nm_page_t;
+typedef struct nm_segment_s nm_segment_t;
+typedef struct nm_heap_s    nm_heap_t;
+
+struct nm_block_s {
+  nm_block_t *next;
+};
+
+enum {
+  NM_PAGE_FULL    = 1u << 0,  /* no free block when it was last current: on no list */
+  NM_PAGE_ALIGNED = 1u << 1,  /* handed out interior (over-aligned) pointers */
+};
+
+struct nm_page_s {
+  nm_block_t *free;             /* owner-only free list, allocation pops here */
+  uint32_t used;                /* blocks not returned locally (remote frees count until collected) */
+  uint8_t flags;                /* NM_PAGE_*: any bit sends free to the slow path */
+  uint8_t class_idx;
+  uint8_t slice_count;          /* slices spanned; 0 on a free slice */
+  uint8_t slice_offset;         /* on an interior slice: distance to the page's first slice */
+  uint32_t block_size;
+  uint32_t capacity;            /* blocks carved into the free list so far */
+  uint32_t reserved;            /* blocks the page can hold */
+  uint32_t in_queue;            /* on its heap's avail queue */
+  nm_heap_t *heap;              /* owner; stable while the page holds a live block */
+  _Atomic(nm_block_t *) thread_free;   /* frees from other threads */
+  nm_page_t *remote_next;       /* link in heap->remote_pages */
+  nm_page_t *next, *prev;       /* link in heap->avail[class] */
+  uint8_t *start;
+};
+
+struct nm_segment_s {
+  nm_heap_t *heap;
+  nm_segment_t *next, *prev;    /* heap's segment list */
+  uint64_t free_mask;           /* slices not in a page */
+  uint64_t dirty_mask;          /* free slices whose memory may still be resident */
+  nm_page_t slices[NM_SEG_SLICES];
+};
+
+typedef struct nm_page_queue_s {
+  nm_page_t *first, *last;
+} nm_page_queue_t;
+
+enum { NM_HEAP_EMPTY = 0, NM_HEAP_ACTIVE, NM_HEAP_ORPHAN, NM_HEAP_DEAD };
+
+struct nm_heap_s {
+  nm_page_t *current[NM_CLASS_MAX];     /* the page each class allocates from */
+  _Atomic(nm_page_t *) remote_pages;   /* pages that received remote frees */
+  nm_page_queue_t avail[NM_CLASS_MAX]; /* other pages of the class with free blocks */
+  nm_segment_t *segments;
+  nm_segment_t *seg_hint;               /* where the last page was found */
+  size_t dirty_bytes;                   /* freed slices not yet purged */
+  size_t segment_count;
+  size_t page_bytes;                    /* bytes of slices given to pages */
+  int state;                            /* NM_HEAP_* */
+  nm_heap_t *next_all;                  /* registry of every heap, for stats and fork */
+  nm_heap_t *next_orphan;
+};
+
+#endif

@@ -1,0 +1,94 @@
+#include "os/os.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static long nm_sys_mmap(void *hint, size_t size) {
+  return syscall(SYS_mmap, hint, size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+}
+
+size_t nm_os_page_size(void) {
+  static size_t page;
+  if (page == 0) {
+    long p = sysconf(_SC_PAGESIZE);
+    page = p > 0 ? (size_t)p : 4096;
+  }
+  return page;
+}
+
+void *nm_os_map(size_t size) {
+  long r = nm_sys_mmap(NULL, size);
+  return (r == -1) ? NULL : (void *)r;
+}
+
+void nm_os_unmap(void *p, size_t size) {
+  if (p != NULL && size != 0) syscall(SYS_munmap, p, size);
+}
+
+/* The next aligned address after the last segment: consecutive segments usually come back
+ * aligned from the first mmap, sparing the over-map-and-trim dance. */
+static _Atomic uintptr_t nm_map_hint;
+
+void *nm_os_map_aligned(size_t size, size_t align) {
+  uintptr_t hint = atomic_load_explicit(&nm_map_hint, memory_order_relaxed);
+  long r = nm_sys_mmap((void *)hint, size);
+  if (r != -1 && ((uintptr_t)r & (align - 1)) == 0) goto done;
+  if (r != -1) nm_os_unmap((void *)r, size);
+  /* Over-map by align and trim both ends. */
+  r = nm_sys_mmap(NULL, size + align);
+  if (r == -1) return NULL;
+  {
+    uintptr_t base = (uintptr_t)r;
+    uintptr_t aligned = (base + align - 1) & ~(uintptr_t)(align - 1);
+    if (aligned > base) nm_os_unmap((void *)base, aligned - base);
+    uintptr_t end = base + size + align;
+    if (end > aligned + size) nm_os_unmap((void *)(aligned + size), end - (aligned + size));
+    r = (long)aligned;
+  }
+done:
+  atomic_store_explicit(&nm_map_hint, (uintptr_t)r + size, memory_order_relaxed);
+  return (void *)r;
+}
+
+void nm_os_purge(void *p, size_t size) {
+  syscall(SYS_madvise, p, size, MADV_DONTNEED);
+}
+
+void nm_os_write(int fd, const char *buf, size_t len) {
+  while (len > 0) {
+    long n = syscall(SYS_write, fd, buf, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    buf += n;
+    len -= (size_t)n;
+  }
+}
+
+size_t nm_os_rss(void) {
+  int saved = errno;
+  char buf[128];
+  size_t rss = 0;
+  long fd = syscall(SYS_openat, AT_FDCWD, "/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    long n = syscall(SYS_read, fd, buf, sizeof buf - 1);
+    syscall(SYS_close, fd);
+    if (n > 0) {
+      buf[n] = 0;
+      const char *s = buf;
+      while (*s && *s != ' ') s++;           /* skip total size */
+      while (*s == ' ') s++;
+      while (*s >= '0' && *s <= '9') rss = rss * 10 + (size_t)(*s++ - '0');
+      rss *= nm_os_page_size();
+    }
+  }
+  errno = saved;
+  return rss;
+}

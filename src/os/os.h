@@ -1,0 +1,21 @@
+/* OS pages: the only place that talks to the kernel. Raw syscalls, so a preloaded library
+ * hooking mmap/write cannot call back into malloc while we hold state (DESIGN.md point 11). */
+#ifndef NM_OS_H
+#define NM_OS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+size_t nm_os_page_size(void);
+/* size bytes aligned to align (a power of two, multiple of the page size); NULL on failure. */
+void *nm_os_map_aligned(size_t size, size_t align);
+void *nm_os_map(size_t size);
+void nm_os_unmap(void *p, size_t size);
+/* Give the pages back to the kernel; their content reads as zero afterwards. */
+void nm_os_purge(void *p, size_t size);
+/* write(2) all of buf to fd, retrying short writes; never allocates. */
+void nm_os_write(int fd, const char *buf, size_t len);
+/* Resident set size of this process in bytes, from /proc/self/statm (0 if unknown). */
+size_t nm_os_rss(void);
+
+#endif

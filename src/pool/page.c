@@ -1,0 +1,71 @@
+#include "pool/page.h"
+
+#include "nm_types.h"
+
+nm_page_t nm_page_empty;
+
+/* Carve in steps of about 16 KiB so a fresh page costs few faults and little RSS. */
+#define NM_EXTEND_BYTES ((size_t)16 << 10)
+
+void nm_page_init(nm_page_t *pg, nm_heap_t *h, unsigned class_idx, uint32_t block_size) {
+  pg->heap = h;
+  pg->class_idx = (uint8_t)class_idx;
+  pg->block_size = block_size;
+  pg->reserved = (uint32_t)(((size_t)pg->slice_count << NM_SLICE_SHIFT) / block_size);
+  pg->capacity = 0;
+  pg->used = 0;
+  pg->flags = 0;
+  pg->free = NULL;
+  atomic_store_explicit(&pg->thread_free, NULL, memory_order_relaxed);
+  nm_page_extend(pg);
+}
+
+bool nm_page_extend(nm_page_t *pg) {
+  uint32_t left = pg->reserved - pg->capacity;
+  if (left == 0) return false;
+  uint32_t n = (uint32_t)(NM_EXTEND_BYTES / pg->block_size);
+  if (n == 0) n = 1;
+  if (n > left) n = left;
+  uint8_t *first = pg->start + (size_t)pg->capacity * pg->block_size;
+  uint8_t *p = first;
+  for (uint32_t i = 0; i + 1 < n; i++) {
+    ((nm_block_t *)p)->next = (nm_block_t *)(p + pg->block_size);
+    p += pg->block_size;
+  }
+  ((nm_block_t *)p)->next = pg->free;
+  pg->free = (nm_block_t *)first;
+  pg->capacity += n;
+  return true;
+}
+
+uint32_t nm_page_collect_remote(nm_page_t *pg) {
+  nm_block_t *list = atomic_exchange_explicit(&pg->thread_free, NULL, memory_order_acquire);
+  if (list == NULL) return 0;
+  uint32_t n = 1;
+  nm_block_t *tail = list;
+  while (tail->next != NULL) {
+    tail = tail->next;
+    n++;
+  }
+  tail->next = pg->free;
+  pg->free = list;
+  pg->used -= n;
+  return n;
+}
+
+void nm_page_free_remote(nm_page_t *pg, nm_block_t *b) {
+  nm_heap_t *h = pg->heap;   /* stable: b is live, so pg cannot be retired */
+  nm_block_t *old = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
+  do {
+    b->next = old;
+  } while (!atomic_compare_exchange_weak_explicit(&pg->thread_free, &old, b,
+                                                  memory_order_release, memory_order_relaxed));
+  if (old != NULL) return;   /* the page is already queued on its heap */
+  /* First remote free since the owner last collected: queue the page. Until the owner pops
+   * it, the page holds an uncollected block, so it cannot be retired under us. */
+  nm_page_t *head = atomic_load_explicit(&h->remote_pages, memory_order_relaxed);
+  do {
+    pg->remote_next = head;
+  } while (!atomic_compare_exchange_weak_explicit(&h->remote_pages, &head, pg,
+                                                  memory_order_release, memory_order_relaxed));
+}

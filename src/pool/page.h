@@ -1,0 +1,28 @@
+/* Pool pages: equal blocks of one size class, a local free list and a remote one. */
+#ifndef NM_PAGE_H
+#define NM_PAGE_H
+
+#include "nm_types.h"
+
+extern nm_page_t nm_page_empty;   /* never has a free block: every miss lands in a slow path */
+
+/* Make pg (fresh from nm_segment_page_alloc) a page of blocks of block_size for heap h. */
+void nm_page_init(nm_page_t *pg, nm_heap_t *h, unsigned class_idx, uint32_t block_size);
+/* Carve more of the page into the free list; false when it is carved out already. */
+bool nm_page_extend(nm_page_t *pg);
+/* Move the page's remote frees into its free list; returns how many. */
+uint32_t nm_page_collect_remote(nm_page_t *pg);
+/* Push b onto pg's remote list (any thread); tells the owner heap on the first one. */
+void nm_page_free_remote(nm_page_t *pg, nm_block_t *b);
+
+/* The block that holds p (p may point inside it, after an aligned allocation). */
+static inline nm_block_t *nm_page_block_of(const nm_page_t *pg, const void *p) {
+  size_t off = (size_t)((const uint8_t *)p - pg->start);
+  return (nm_block_t *)(pg->start + off - off % pg->block_size);
+}
+
+static inline size_t nm_page_usable(const nm_page_t *pg, const void *p) {
+  return pg->block_size - (size_t)((const uint8_t *)p - (const uint8_t *)nm_page_block_of(pg, p));
+}
+
+#endif

@@ -1,0 +1,135 @@
+#include "pool/segment.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "os/os.h"
+#include "pool/segmap.h"
+
+#define NM_ALL_SLICES (~(uint64_t)0)
+#define NM_USABLE_SLICES (NM_ALL_SLICES & ~(uint64_t)1)   /* slice 0 is the header */
+
+_Static_assert(sizeof(nm_segment_t) <= NM_SLICE_SIZE, "segment header must fit in slice 0");
+
+static nm_segment_t *nm_segment_create(nm_heap_t *h) {
+  nm_segment_t *s = nm_os_map_aligned(NM_SEG_SIZE, NM_SEG_SIZE);
+  if (s == NULL) return NULL;
+  if (((uintptr_t)s >> NM_SEG_SHIFT) >= NM_SEGMAP_BITS) {  /* beyond the map: unusable */
+    nm_os_unmap(s, NM_SEG_SIZE);
+    return NULL;
+  }
+  /* Fresh anonymous memory is zero: only the fields that are not zero are written. */
+  s->heap = h;
+  s->free_mask = NM_USABLE_SLICES;
+  s->next = h->segments;
+  if (h->segments) h->segments->prev = s;
+  h->segments = s;
+  h->segment_count++;
+  nm_segmap_set(s);
+  return s;
+}
+
+static void nm_segment_destroy(nm_heap_t *h, nm_segment_t *s) {
+  if (s->prev) s->prev->next = s->next;
+  else h->segments = s->next;
+  if (s->next) s->next->prev = s->prev;
+  if (h->seg_hint == s) h->seg_hint = NULL;
+  h->segment_count--;
+  nm_segmap_clear(s);
+  nm_os_unmap(s, NM_SEG_SIZE);
+}
+
+/* First run of n free slices in mask, or -1. */
+static int nm_find_run(uint64_t mask, unsigned n) {
+  if (n == 1) return mask ? __builtin_ctzll(mask) : -1;
+  uint64_t run = (n >= 64) ? NM_ALL_SLICES : (((uint64_t)1 << n) - 1);
+  for (unsigned i = 0; i + n <= NM_SEG_SLICES; i++) {
+    if (((mask >> i) & run) == run) return (int)i;
+  }
+  return -1;
+}
+
+static nm_page_t *nm_segment_take(nm_segment_t *s, unsigned at, unsigned n) {
+  uint64_t run = (n >= 64) ? NM_ALL_SLICES : (((uint64_t)1 << n) - 1);
+  s->free_mask &= ~(run << at);
+  /* Purged slices read zero again; dirty ones keep whatever the last page left. */
+  nm_page_t *pg = &s->slices[at];
+  memset(pg, 0, sizeof *pg);
+  pg->slice_count = (uint8_t)n;
+  for (unsigned i = 1; i < n; i++) {
+    s->slices[at + i].slice_count = 0;
+    s->slices[at + i].slice_offset = (uint8_t)i;
+  }
+  pg->start = (uint8_t *)s + ((size_t)at << NM_SLICE_SHIFT);
+  return pg;
+}
+
+nm_page_t *nm_segment_page_alloc(nm_heap_t *h, unsigned n) {
+  nm_segment_t *start = h->seg_hint ? h->seg_hint : h->segments;
+  nm_segment_t *s = start;
+  while (s != NULL) {
+    int at = nm_find_run(s->free_mask, n);
+    if (at >= 0) {
+      h->seg_hint = s;
+      h->page_bytes += (size_t)n << NM_SLICE_SHIFT;
+      return nm_segment_take(s, (unsigned)at, n);
+    }
+    s = s->next ? s->next : h->segments;
+    if (s == start) break;
+  }
+  int saved = errno;
+  s = nm_segment_create(h);
+  errno = saved;
+  if (s == NULL) return NULL;
+  h->seg_hint = s;
+  h->page_bytes += (size_t)n << NM_SLICE_SHIFT;
+  return nm_segment_take(s, 1, n);
+}
+
+void nm_segment_page_free(nm_heap_t *h, nm_page_t *pg) {
+  nm_segment_t *s = nm_segment_of(pg);
+  unsigned at = (unsigned)(pg - s->slices);
+  unsigned n = pg->slice_count;
+  uint64_t run = (n >= 64) ? NM_ALL_SLICES : (((uint64_t)1 << n) - 1);
+  pg->slice_count = 0;
+  pg->heap = NULL;
+  s->free_mask |= run << at;
+  s->dirty_mask |= run << at;
+  h->dirty_bytes += (size_t)n << NM_SLICE_SHIFT;
+  h->page_bytes -= (size_t)n << NM_SLICE_SHIFT;
+  h->seg_hint = s;
+}
+
+void nm_segment_purge(nm_heap_t *h, unsigned keep) {
+  int saved = errno;
+  unsigned empty_kept = 0;
+  nm_segment_t *s = h->segments;
+  while (s != NULL) {
+    nm_segment_t *next = s->next;
+    if (s->free_mask == NM_USABLE_SLICES) {
+      if (empty_kept >= keep) {
+        nm_segment_destroy(h, s);
+        s = next;
+        continue;
+      }
+      empty_kept++;
+    }
+    uint64_t dirty = s->dirty_mask;
+    while (dirty) {
+      unsigned at = (unsigned)__builtin_ctzll(dirty);
+      uint64_t rest = dirty >> at;
+      unsigned len = (~rest == 0) ? 64 - at : (unsigned)__builtin_ctzll(~rest);
+      nm_os_purge((uint8_t *)s + ((size_t)at << NM_SLICE_SHIFT), (size_t)len << NM_SLICE_SHIFT);
+      uint64_t run = (len >= 64) ? NM_ALL_SLICES : (((uint64_t)1 << len) - 1);
+      dirty &= ~(run << at);
+    }
+    s->dirty_mask = 0;
+    s = next;
+  }
+  h->dirty_bytes = 0;
+  errno = saved;
+}
+
+size_t nm_segment_mapped_bytes(const nm_heap_t *h) {
+  return h->segment_count * NM_SEG_SIZE;
+}

@@ -1,0 +1,30 @@
+/* Segments: 4 MiB aligned mappings cut into 64 KiB slices; pages are runs of slices. */
+#ifndef NM_SEGMENT_H
+#define NM_SEGMENT_H
+
+#include <stdbool.h>
+
+#include "nm_types.h"
+
+/* Page of any interior pointer of a segment of ours. */
+static inline nm_page_t *nm_segment_page_of(const void *p) {
+  nm_segment_t *s = (nm_segment_t *)((uintptr_t)p & ~(uintptr_t)NM_SEG_MASK);
+  nm_page_t *slice = &s->slices[((uintptr_t)p & NM_SEG_MASK) >> NM_SLICE_SHIFT];
+  return slice - slice->slice_offset;
+}
+
+static inline nm_segment_t *nm_segment_of(const void *p) {
+  return (nm_segment_t *)((uintptr_t)p & ~(uintptr_t)NM_SEG_MASK);
+}
+
+/* A page of `slices` contiguous slices from one of h's segments (a new segment if none has
+ * room); its descriptor is zeroed but for the slice fields. NULL when the OS refuses. */
+nm_page_t *nm_segment_page_alloc(nm_heap_t *h, unsigned slices);
+/* Return an empty page's slices to its segment; they stay resident until nm_segment_purge. */
+void nm_segment_page_free(nm_heap_t *h, nm_page_t *pg);
+/* Give h's freed slices back to the OS and unmap wholly free segments, keeping `keep`. */
+void nm_segment_purge(nm_heap_t *h, unsigned keep);
+/* Bytes of h's segments currently mapped. */
+size_t nm_segment_mapped_bytes(const nm_heap_t *h);
+
+#endif

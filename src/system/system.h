@@ -1,0 +1,45 @@
+/* The system backend: the next allocator in the link chain (glibc, or another preloaded
+ * allocator). Large requests and pointers that are not ours go here. Before the next
+ * allocator is known (while dlsym runs), requests are served from a static bootstrap area
+ * whose blocks stay valid forever and may be passed to free/realloc/usable_size later. */
+#ifndef NM_SYSTEM_H
+#define NM_SYSTEM_H
+
+#include <malloc.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct nm_system_s {
+  void *(*malloc)(size_t);
+  void (*free)(void *);
+  void *(*calloc)(size_t, size_t);
+  void *(*realloc)(void *, size_t);
+  void *(*memalign)(size_t, size_t);
+  size_t (*usable_size)(void *);
+  int (*trim)(size_t);
+  int (*mallopt)(int, int);
+  struct mallinfo2 (*mallinfo2)(void);
+  void (*malloc_stats)(void);
+} nm_system_t;
+
+/* Functions of the next allocator. Library builds start with glibc's own; the preload
+ * fills it with dlsym(RTLD_NEXT) at start-up. */
+extern nm_system_t nm_system;
+
+/* Fill nm_system from lookup(name) (dlsym(RTLD_NEXT) in the preload); names it cannot
+ * find keep glibc's __libc_* versions where glibc has one. */
+void nm_system_resolve(void *(*lookup)(const char *name));
+
+void *nm_system_malloc(size_t n);
+void *nm_system_calloc(size_t count, size_t size);
+void *nm_system_realloc(void *p, size_t n);
+void *nm_system_memalign(size_t alignment, size_t n);
+void nm_system_free(void *p);
+size_t nm_system_usable_size(void *p);
+
+/* Bootstrap area: for allocations made while the next allocator is being looked up. */
+void *nm_bootstrap_alloc(size_t n);
+bool nm_bootstrap_contains(const void *p);
+size_t nm_bootstrap_usable_size(const void *p);
+
+#endif
