@@ -51,7 +51,8 @@ enum {
 
 struct nm_page_s {
   nm_block_t *free;             /* owner-only free list, allocation pops here */
-  uint32_t used;                /* blocks not returned locally (remote frees count until collected) */
+  uint32_t used;                /* blocks not returned locally (remote frees count until collected),
+                                   +1 while the page is its class's current page */
   uint8_t flags;                /* NM_PAGE_*: any bit sends free to the slow path */
   uint8_t class_idx;
   uint8_t slice_count;          /* slices spanned; 0 on a free slice */

@@ -33,10 +33,11 @@ static NM_NOINLINE nm_page_t *nm_page_refill(nm_heap_t *h, unsigned cls) {
   nm_page_init(pg, h, cls, nm_classes.size[cls]);
 found:
   pg->flags &= (uint8_t)~NM_PAGE_FULL;
+  pg->used++;                      /* the current page's bias: never retired while current */
   h->current[cls] = pg;
   /* The old page is exhausted and on no list: its next local free puts it back in play. */
   if (old != &nm_page_empty) {
-    if (old->used == 0) nm_heap_page_retire(h, old);
+    if (--old->used == 0) nm_heap_page_retire(h, old);
     else old->flags |= NM_PAGE_FULL;
   }
   return pg;

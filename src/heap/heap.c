@@ -99,7 +99,7 @@ void nm_heap_collect_remote(nm_heap_t *h) {
     nm_page_collect_remote(pg);
     unsigned cls = pg->class_idx;
     bool current = (h->current[cls] == pg);
-    if (pg->used == 0 && !current) {
+    if (pg->used == 0) {             /* never the current page: it carries a bias */
       nm_heap_page_retire(h, pg);
     } else if ((pg->flags & NM_PAGE_FULL) && pg->free != NULL) {
       pg->flags &= (uint8_t)~NM_PAGE_FULL;
@@ -129,7 +129,7 @@ void nm_heap_release(nm_heap_t *h) {
     nm_page_t *pg = h->current[cls];
     if (pg == &nm_page_empty) continue;
     h->current[cls] = &nm_page_empty;
-    if (pg->used == 0) nm_heap_page_retire(h, pg);
+    if (--pg->used == 0) nm_heap_page_retire(h, pg);   /* drop the current-page bias */
     else if (pg->free != NULL || pg->capacity < pg->reserved) nm_page_queue_push(&h->avail[cls], pg);
     else pg->flags |= NM_PAGE_FULL;
   }

@@ -4,8 +4,8 @@
 
 nm_page_t nm_page_empty;
 
-/* Carve in steps of about 16 KiB so a fresh page costs few faults and little RSS. */
-#define NM_EXTEND_BYTES ((size_t)16 << 10)
+/* Carve a slice at a time: a page of large blocks is not touched before it is used. */
+#define NM_EXTEND_BYTES ((size_t)64 << 10)
 
 void nm_page_init(nm_page_t *pg, nm_heap_t *h, unsigned class_idx, uint32_t block_size) {
   pg->heap = h;

@@ -49,9 +49,13 @@ static int nm_find_run(uint64_t mask, unsigned n) {
   return -1;
 }
 
-static nm_page_t *nm_segment_take(nm_segment_t *s, unsigned at, unsigned n) {
-  uint64_t run = (n >= 64) ? NM_ALL_SLICES : (((uint64_t)1 << n) - 1);
-  s->free_mask &= ~(run << at);
+static nm_page_t *nm_segment_take(nm_heap_t *h, nm_segment_t *s, unsigned at, unsigned n) {
+  uint64_t run = ((n >= 64) ? NM_ALL_SLICES : (((uint64_t)1 << n) - 1)) << at;
+  s->free_mask &= ~run;
+  uint64_t reused = s->dirty_mask & run;   /* resident already: no fault, no longer dirty */
+  s->dirty_mask &= ~reused;
+  h->dirty_bytes -= (size_t)__builtin_popcountll(reused) << NM_SLICE_SHIFT;
+  h->page_bytes += (size_t)n << NM_SLICE_SHIFT;
   /* Purged slices read zero again; dirty ones keep whatever the last page left. */
   nm_page_t *pg = &s->slices[at];
   memset(pg, 0, sizeof *pg);
@@ -71,8 +75,7 @@ nm_page_t *nm_segment_page_alloc(nm_heap_t *h, unsigned n) {
     int at = nm_find_run(s->free_mask, n);
     if (at >= 0) {
       h->seg_hint = s;
-      h->page_bytes += (size_t)n << NM_SLICE_SHIFT;
-      return nm_segment_take(s, (unsigned)at, n);
+      return nm_segment_take(h, s, (unsigned)at, n);
     }
     s = s->next ? s->next : h->segments;
     if (s == start) break;
@@ -82,8 +85,7 @@ nm_page_t *nm_segment_page_alloc(nm_heap_t *h, unsigned n) {
   errno = saved;
   if (s == NULL) return NULL;
   h->seg_hint = s;
-  h->page_bytes += (size_t)n << NM_SLICE_SHIFT;
-  return nm_segment_take(s, 1, n);
+  return nm_segment_take(h, s, 1, n);
 }
 
 void nm_segment_page_free(nm_heap_t *h, nm_page_t *pg) {
