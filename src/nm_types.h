@@ -34,6 +34,10 @@
 #define NM_CLASS_MAX    96u
 /* Class index meaning "not served by the pool": its current page is always empty. */
 #define NM_CLASS_NONE   (NM_CLASS_MAX - 1)
+/* Pages holding one large block (above pool_max, up to the router's large_max). */
+#define NM_CLASS_LARGE  (NM_CLASS_MAX - 2)
+/* The largest block a segment can hold: every slice but the header's. */
+#define NM_LARGE_LIMIT  ((NM_SEG_SLICES - 1) * NM_SLICE_SIZE)
 
 typedef struct nm_block_s   nm_block_t;
 typedef struct nm_page_s    nm_page_t;
@@ -60,7 +64,8 @@ struct nm_page_s {
   uint32_t block_size;
   uint32_t capacity;            /* blocks carved into the free list so far */
   uint32_t reserved;            /* blocks the page can hold */
-  uint32_t in_queue;            /* on its heap's avail queue */
+  uint16_t in_queue;            /* on its heap's avail queue */
+  uint16_t zeroed;              /* its memory was fresh or purged when the page was made */
   nm_heap_t *heap;              /* owner; stable while the page holds a live block */
   _Atomic(nm_block_t *) thread_free;   /* frees from other threads */
   nm_page_t *remote_next;       /* link in heap->remote_pages */
@@ -89,6 +94,7 @@ struct nm_heap_s {
   nm_segment_t *segments;
   nm_segment_t *seg_hint;               /* where the last page was found */
   size_t dirty_bytes;                   /* freed slices not yet purged */
+  uint64_t purge_at_ms;                 /* when the oldest of them is due (0: none pending) */
   size_t segment_count;
   size_t page_bytes;                    /* bytes of slices given to pages */
   int state;                            /* NM_HEAP_* */

@@ -67,12 +67,31 @@ static void *nm_pool_alloc(nm_heap_t *h, unsigned cls) {
   return b;
 }
 
-/* n bytes from the pool class the router picks, or from the system. */
+static inline unsigned nm_large_slices(size_t n) {
+  return (unsigned)((n + NM_SLICE_SIZE - 1) >> NM_SLICE_SHIFT);
+}
+
+/* A page of its own for one block of at least n bytes (n <= NM_LARGE_LIMIT), aligned to a
+ * slice. Freeing it retires the page at once. */
+static void *nm_large_alloc(nm_heap_t *h, size_t n) {
+  unsigned slices = nm_large_slices(n ? n : 1);
+  nm_page_t *pg = nm_segment_page_alloc(h, slices);
+  if (pg == NULL) return NULL;
+  nm_page_init(pg, h, NM_CLASS_LARGE, (uint32_t)slices << NM_SLICE_SHIFT);
+  nm_block_t *b = pg->free;
+  pg->free = NULL;
+  pg->used = 1;
+  return b;
+}
+
+/* n bytes from the backend the router picks. */
 static void *nm_alloc_routed(size_t n) {
   nm_heap_t *h = nm_heap_ready();
+  if (NM_UNLIKELY(h == NULL)) return nm_system_malloc(n);
   unsigned cls = nm_router_class(n);
-  if (cls == NM_CLASS_NONE || NM_UNLIKELY(h == NULL)) return nm_system_malloc(n);
-  return nm_pool_alloc(h, cls);
+  if (cls != NM_CLASS_NONE) return nm_pool_alloc(h, cls);
+  if (n <= nm_route.large_max) return nm_large_alloc(h, n);
+  return nm_system_malloc(n);
 }
 
 void *nm_malloc_slow(size_t n) {
@@ -114,12 +133,18 @@ void *nm_calloc(size_t count, size_t size) {
   if (NM_LIKELY(p != NULL)) return memset(p, 0, n);
   if (n > PTRDIFF_MAX) return nm_fail(ENOMEM);
   nm_heap_t *h = nm_heap_ready();
-  unsigned cls = nm_router_class(n);
-  if (cls == NM_CLASS_NONE || h == NULL) {
-    p = nm_system_calloc(1, n);   /* the system knows which of its pages are fresh zeros */
-  } else {
-    p = nm_pool_alloc(h, cls);
+  switch (h == NULL ? NM_BACKEND_SYSTEM : nm_router_backend(n)) {
+  case NM_BACKEND_POOL:
+    p = nm_pool_alloc(h, nm_router_class(n));
     if (p != NULL) memset(p, 0, n);
+    break;
+  case NM_BACKEND_LARGE:
+    p = nm_large_alloc(h, n);
+    if (p != NULL && !nm_segment_page_of(p)->zeroed) memset(p, 0, n);
+    break;
+  default:
+    p = nm_system_calloc(1, n);   /* the system knows which of its pages are fresh zeros */
+    break;
   }
   return p != NULL ? p : nm_fail(ENOMEM);
 }
@@ -137,20 +162,37 @@ void *nm_realloc(void *p, size_t n) {
   }
   if (NM_UNLIKELY(n > PTRDIFF_MAX)) return nm_fail(ENOMEM);
   size_t old;
+  nm_heap_t *h = nm_heap_ready();
+  nm_backend_t to = h == NULL ? NM_BACKEND_SYSTEM : nm_router_backend(n);
   if (nm_segmap_contains(p)) {
-    old = nm_page_usable(nm_segment_page_of(p), p);
+    nm_page_t *pg = nm_segment_page_of(p);
+    old = nm_page_usable(pg, p);
     /* Fits, and would not waste more than half the block: stay. */
     if (n <= old && n >= old / 2) return p;
+    /* A large block grows in place over the free slices after it. */
+    if (to == NM_BACKEND_LARGE && pg->class_idx == NM_CLASS_LARGE && pg->heap == h &&
+        !(pg->flags & NM_PAGE_ALIGNED) && n > old &&
+        nm_segment_page_grow(h, pg, nm_large_slices(n))) {
+      pg->block_size = (uint32_t)pg->slice_count << NM_SLICE_SHIFT;
+      return p;
+    }
   } else {
-    nm_heap_ready();
-    if (nm_router_class(n) == NM_CLASS_NONE) {
+    if (to == NM_BACKEND_SYSTEM) {
       void *q = nm_system_realloc(p, n);   /* large stays large: mremap and friends */
       return q != NULL ? q : nm_fail(ENOMEM);
     }
     old = nm_system_usable_size(p);
   }
-  void *q = nm_malloc(n);
-  if (q == NULL) return NULL;   /* errno set; p untouched */
+  void *q;
+  if (to == NM_BACKEND_LARGE && n > old) {
+    /* Growing: leave room for the next few steps, so they stay in place. */
+    size_t room = n + n / 2;
+    q = nm_large_alloc(h, room <= nm_route.large_max ? room : n);
+    if (q == NULL) q = nm_malloc(n);
+  } else {
+    q = nm_malloc(n);
+  }
+  if (q == NULL) return nm_fail(ENOMEM);   /* p untouched */
   memcpy(q, p, old < n ? old : n);
   nm_free(p);
   return q;
@@ -188,6 +230,10 @@ void *nm_memalign(size_t a, size_t n) {
   if (a & (a - 1)) a = (size_t)1 << (64 - __builtin_clzll(a));   /* glibc rounds up */
   if (n > PTRDIFF_MAX - a) return nm_fail(ENOMEM);
   void *p = nm_pool_memalign(a, n);
+  if (p == NULL && a <= NM_SLICE_SIZE && nm_router_backend(n) == NM_BACKEND_LARGE) {
+    nm_heap_t *h = nm_heap_ready();   /* large blocks start on a slice */
+    if (h != NULL) p = nm_large_alloc(h, n);
+  }
   if (p == NULL) p = nm_system_memalign(a, n);
   return p != NULL ? p : nm_fail(ENOMEM);
 }

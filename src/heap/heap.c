@@ -114,13 +114,27 @@ void nm_heap_page_retire(nm_heap_t *h, nm_page_t *pg) {
   if (h->current[cls] == pg) return;   /* keep the page we allocate from */
   if (pg->in_queue) nm_page_queue_remove(&h->avail[cls], pg);
   nm_segment_page_free(h, pg);
-  if (h->dirty_bytes > nm_route.purge_threshold) nm_segment_purge(h, 1);
+  nm_heap_purge_due(h);
+}
+
+/* Purge when freed memory piles up past the threshold, or has waited purge_delay_ms for
+ * reuse: memory freed and soon reused (the common case) never goes back to the kernel. */
+void nm_heap_purge_due(nm_heap_t *h) {
+  if (h->dirty_bytes == 0) return;
+  uint64_t now = nm_os_now_ms();
+  if (h->dirty_bytes > nm_route.purge_threshold || (h->purge_at_ms != 0 && now >= h->purge_at_ms)) {
+    nm_segment_purge(h, 1);
+    h->purge_at_ms = 0;
+  } else if (h->purge_at_ms == 0) {
+    h->purge_at_ms = now + nm_route.purge_delay_ms;
+  }
 }
 
 void nm_heap_trim(nm_heap_t *h) {
   if (h->state != NM_HEAP_ACTIVE) return;
   nm_heap_collect_remote(h);
   nm_segment_purge(h, 0);
+  h->purge_at_ms = 0;
 }
 
 void nm_heap_release(nm_heap_t *h) {
@@ -134,6 +148,7 @@ void nm_heap_release(nm_heap_t *h) {
     else pg->flags |= NM_PAGE_FULL;
   }
   nm_segment_purge(h, 0);
+  h->purge_at_ms = 0;
   nm_tls_heap = &nm_heap_dead;
   h->state = NM_HEAP_ORPHAN;
   nm_lock(&nm_heaps_lock);

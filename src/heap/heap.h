@@ -21,6 +21,8 @@ void nm_heap_release(nm_heap_t *h);
 void nm_heap_collect_remote(nm_heap_t *h);
 /* A page of h became empty (used == 0): return it to its segment unless it is current. */
 void nm_heap_page_retire(nm_heap_t *h, nm_page_t *pg);
+/* Purge h's freed memory if there is too much of it or it has waited long enough. */
+void nm_heap_purge_due(nm_heap_t *h);
 /* Give freed memory of the calling thread's heap back to the OS now. */
 void nm_heap_trim(nm_heap_t *h);
 /* Call fn on every heap ever created (registry); for statistics. */

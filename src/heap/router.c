@@ -4,8 +4,10 @@
 
 const nm_route_t nm_route_default = {
   .pool_max = (size_t)64 << 10,
+  .large_max = (size_t)2 << 20,
   .classes_per_doubling = 4,
-  .purge_threshold = (size_t)8 << 20,
+  .purge_threshold = (size_t)32 << 20,
+  .purge_delay_ms = 50,
 };
 
 nm_route_t nm_route;
@@ -16,6 +18,7 @@ int nm_router_init(const nm_route_t *route) {
   nm_sizeclass_layout_t layout;
   memset(&layout, 0, sizeof layout);
   if (nm_sizeclass_build(&layout, route->classes_per_doubling, route->pool_max) != 0) return -1;
+  if (route->large_max > NM_LARGE_LIMIT) return -1;
   nm_classes = layout;
   nm_route = *route;
   unsigned cls = 0;

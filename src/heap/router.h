@@ -10,14 +10,17 @@
 #include "pool/sizeclass.h"
 
 typedef enum nm_backend_e {
-  NM_BACKEND_POOL = 0,
-  NM_BACKEND_SYSTEM = 1,
+  NM_BACKEND_POOL = 0,     /* size classes */
+  NM_BACKEND_LARGE = 1,    /* pool slices, one block per page */
+  NM_BACKEND_SYSTEM = 2,   /* the next allocator */
 } nm_backend_t;
 
 typedef struct nm_route_s {
-  size_t pool_max;                /* requests above this go to the system backend */
+  size_t pool_max;                /* largest request served by pool size classes */
+  size_t large_max;               /* up to this, one block per page of pool slices; above: system */
   unsigned classes_per_doubling;  /* 4: waste <= 25%; 8: waste <= 12.5% */
-  size_t purge_threshold;         /* freed bytes a heap keeps resident before madvise */
+  size_t purge_threshold;         /* freed bytes a heap may keep resident: beyond, purge now */
+  unsigned purge_delay_ms;        /* below it, freed memory is purged once it is this old */
 } nm_route_t;
 
 extern const nm_route_t nm_route_default;
@@ -34,7 +37,8 @@ static inline unsigned nm_router_class(size_t n) {
 }
 
 static inline nm_backend_t nm_router_backend(size_t n) {
-  return nm_router_class(n) == NM_CLASS_NONE ? NM_BACKEND_SYSTEM : NM_BACKEND_POOL;
+  if (nm_router_class(n) != NM_CLASS_NONE) return NM_BACKEND_POOL;
+  return n <= nm_route.large_max ? NM_BACKEND_LARGE : NM_BACKEND_SYSTEM;
 }
 
 #endif

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 static long nm_sys_mmap(void *hint, size_t size) {
@@ -70,6 +71,14 @@ void nm_os_write(int fd, const char *buf, size_t len) {
     buf += n;
     len -= (size_t)n;
   }
+}
+
+uint64_t nm_os_now_ms(void) {
+  struct timespec ts;
+  int saved = errno;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  errno = saved;
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 size_t nm_os_rss(void) {

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 size_t nm_os_page_size(void);
 /* size bytes aligned to align (a power of two, multiple of the page size); NULL on failure. */
@@ -15,6 +16,8 @@ void nm_os_unmap(void *p, size_t size);
 void nm_os_purge(void *p, size_t size);
 /* write(2) all of buf to fd, retrying short writes; never allocates. */
 void nm_os_write(int fd, const char *buf, size_t len);
+/* A coarse monotonic clock in milliseconds (vDSO, no syscall). */
+uint64_t nm_os_now_ms(void);
 /* Resident set size of this process in bytes, from /proc/self/statm (0 if unknown). */
 size_t nm_os_rss(void);
 

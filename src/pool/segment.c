@@ -59,6 +59,7 @@ static nm_page_t *nm_segment_take(nm_heap_t *h, nm_segment_t *s, unsigned at, un
   /* Purged slices read zero again; dirty ones keep whatever the last page left. */
   nm_page_t *pg = &s->slices[at];
   memset(pg, 0, sizeof *pg);
+  pg->zeroed = (reused == 0);
   pg->slice_count = (uint8_t)n;
   for (unsigned i = 1; i < n; i++) {
     s->slices[at + i].slice_count = 0;
@@ -86,6 +87,27 @@ nm_page_t *nm_segment_page_alloc(nm_heap_t *h, unsigned n) {
   if (s == NULL) return NULL;
   h->seg_hint = s;
   return nm_segment_take(h, s, 1, n);
+}
+
+bool nm_segment_page_grow(nm_heap_t *h, nm_page_t *pg, unsigned n) {
+  nm_segment_t *s = nm_segment_of(pg);
+  unsigned at = (unsigned)(pg - s->slices);
+  unsigned have = pg->slice_count;
+  if (n <= have) return true;
+  if (at + n > NM_SEG_SLICES) return false;
+  uint64_t run = ((((uint64_t)1 << (n - have)) - 1)) << (at + have);
+  if ((s->free_mask & run) != run) return false;
+  s->free_mask &= ~run;
+  uint64_t reused = s->dirty_mask & run;
+  s->dirty_mask &= ~reused;
+  h->dirty_bytes -= (size_t)__builtin_popcountll(reused) << NM_SLICE_SHIFT;
+  h->page_bytes += (size_t)(n - have) << NM_SLICE_SHIFT;
+  for (unsigned i = have; i < n; i++) {
+    s->slices[at + i].slice_count = 0;
+    s->slices[at + i].slice_offset = (uint8_t)i;
+  }
+  pg->slice_count = (uint8_t)n;
+  return true;
 }
 
 void nm_segment_page_free(nm_heap_t *h, nm_page_t *pg) {

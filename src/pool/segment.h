@@ -20,6 +20,8 @@ static inline nm_segment_t *nm_segment_of(const void *p) {
 /* A page of `slices` contiguous slices from one of h's segments (a new segment if none has
  * room); its descriptor is zeroed but for the slice fields. NULL when the OS refuses. */
 nm_page_t *nm_segment_page_alloc(nm_heap_t *h, unsigned slices);
+/* Grow pg in place to n slices if the slices after it are free; false otherwise. */
+bool nm_segment_page_grow(nm_heap_t *h, nm_page_t *pg, unsigned n);
 /* Return an empty page's slices to its segment; they stay resident until nm_segment_purge. */
 void nm_segment_page_free(nm_heap_t *h, nm_page_t *pg);
 /* Give h's freed slices back to the OS and unmap wholly free segments, keeping `keep`. */

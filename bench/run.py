@@ -1,0 +1,432 @@
+#!/usr/bin/env python3
+"""Run nm_bench under glibc and each LD_PRELOAD allocator, interleaved, and report medians.
+
+Usually started by scripts/bench.sh (which installs deps and builds first):
+
+    scripts/bench.sh                       # full run, writes docs/benchmarks.md
+    scripts/bench.sh --quick               # smoke run: 1/20 of the ops, no markdown
+    scripts/bench.sh --workloads pairs-64,random --allocators glibc,nebula --runs 7
+
+Runs are interleaved: for run i in 1..N, for each workload, every allocator runs once, in
+an order rotated by i and by the workload, so slow drifts of the machine (other load,
+thermal, page cache) spread over all allocators instead of landing on one.
+
+Standard library only.
+"""
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LIBDIR = "/usr/lib/x86_64-linux-gnu"
+
+# (name, environment) pairs, in column order. "{nebula}" is replaced by the built preload's
+# path. An entry whose LD_PRELOAD file is missing is skipped with a note. To compare nebula
+# strategies, add a line such as
+#     ("nebula-foo", {"LD_PRELOAD": "{nebula}", "NEBULA_MEM_CONFIG": "strategy=foo"}),
+ALLOCATORS = [
+    ("glibc", {}),
+    ("jemalloc", {"LD_PRELOAD": LIBDIR + "/libjemalloc.so.2"}),
+    ("mimalloc", {"LD_PRELOAD": LIBDIR + "/libmimalloc.so.2"}),
+    ("tcmalloc", {"LD_PRELOAD": LIBDIR + "/libtcmalloc_minimal.so.4"}),
+    ("nebula", {"LD_PRELOAD": "{nebula}"}),
+]
+
+# Reference columns for the ratios, and the issue's targets for nebula.
+REF_GLIBC, REF_MIMALLOC, SUBJECT = "glibc", "mimalloc", "nebula"
+MIMALLOC_TARGET = 1.25
+SMALL_MAX = 1024  # pairs-N / batch-N with N <= this are the "small-size" workloads
+
+# Variables that would change what an allocator does; never inherited from the caller.
+SCRUB_PREFIXES = ("LD_PRELOAD", "MALLOC_", "GLIBC_TUNABLES", "JE_MALLOC_CONF", "MALLOC_CONF",
+                  "MIMALLOC_", "TCMALLOC_", "NEBULA_")
+
+LINE_RE = re.compile(r"workload=(\S+) ops=(\d+) seconds=([0-9.]+) maxrss_kb=(\d+)")
+EXTRA_RE = re.compile(r"\b(cpu_seconds|preempt)=([0-9.]+)")
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=5, help="interleaved runs per workload and allocator (default 5)")
+    ap.add_argument("--workloads", help="comma-separated subset (default: all of `nm_bench --list`)")
+    ap.add_argument("--allocators", help="comma-separated subset of: " + ",".join(n for n, _ in ALLOCATORS))
+    ap.add_argument("--out", help="markdown report (default docs/benchmarks.md; none with --quick)")
+    ap.add_argument("--quick", action="store_true", help="1/20 of the ops: a smoke run")
+    ap.add_argument("--build-dir", default="build", help="meson build directory (default build)")
+    ap.add_argument("--bench-bin", help="nm_bench binary (default BUILD_DIR/bench/nm_bench)")
+    ap.add_argument("--nebula", help="nebula preload (default BUILD_DIR/preload/libnebula_preload.so)")
+    ap.add_argument("--results-dir", default=os.path.join(ROOT, "bench", "results"), help="raw JSON goes here")
+    ap.add_argument("--timeout", type=float, default=300, help="seconds before one run counts as failed")
+    args = ap.parse_args()
+    if args.runs < 1:
+        ap.error("--runs must be >= 1")
+    build = args.build_dir if os.path.isabs(args.build_dir) else os.path.join(ROOT, args.build_dir)
+    args.bench_bin = os.path.abspath(args.bench_bin or os.path.join(build, "bench", "nm_bench"))
+    args.nebula = os.path.abspath(args.nebula or os.path.join(build, "preload", "libnebula_preload.so"))
+    if args.out is None and not args.quick:
+        args.out = os.path.join(ROOT, "docs", "benchmarks.md")
+    return args
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def file_digest(path):
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()[:12]
+    except OSError:
+        return None
+
+
+def machine_info(args):
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        with open("/proc/meminfo") as f:
+            kb = int(f.readline().split()[1])
+            mem = "%.1f GiB" % (kb / 1048576)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION")
+    except (ValueError, OSError):
+        libc = ""
+    pkgs = sh(["dpkg-query", "-W", "-f", "${Package} ${Version}\\n",
+               "libjemalloc2", "libmimalloc2.0", "libtcmalloc-minimal4"])
+    rev = sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
+    if rev and sh(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"]):
+        rev += " (work tree has uncommitted changes)"
+    return {
+        "cpu": model,
+        "nproc": os.cpu_count(),
+        "memory": mem,
+        "kernel": platform.release(),
+        "libc": libc,
+        "packages": [p for p in pkgs.splitlines() if p],
+        "nebula_rev": rev,
+        "nebula_so_sha256": file_digest(args.nebula),
+        "compiler": sh(["cc", "--version"]).splitlines()[0] if sh(["cc", "--version"]) else "",
+    }
+
+
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def list_workloads(bench_bin):
+    out = subprocess.run([bench_bin, "--list"], capture_output=True, text=True, check=True).stdout
+    return [(w, int(n)) for w, n in (line.split() for line in out.splitlines() if line.strip())]
+
+
+def clean_env():
+    return {k: v for k, v in os.environ.items() if not k.startswith(SCRUB_PREFIXES)}
+
+
+def resolve_allocators(args):
+    wanted = args.allocators.split(",") if args.allocators else None
+    known = [n for n, _ in ALLOCATORS]
+    if wanted:
+        unknown = [w for w in wanted if w not in known]
+        if unknown:
+            sys.exit("run.py: unknown allocator(s) %s; known: %s" % (",".join(unknown), ",".join(known)))
+    chosen, notes = [], []
+    for name, env in ALLOCATORS:
+        if wanted and name not in wanted:
+            continue
+        env = {k: v.format(nebula=args.nebula) for k, v in env.items()}
+        pre = env.get("LD_PRELOAD")
+        if pre and not os.path.exists(pre):
+            notes.append("%s skipped: %s not found" % (name, pre))
+            continue
+        chosen.append((name, env))
+    return chosen, notes
+
+
+def run_one(args, workload, env):
+    cmd = [args.bench_bin, workload] + (["--quick"] if args.quick else [])
+    full_env = clean_env()
+    full_env.update(env)
+    try:
+        p = subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": "timeout after %gs" % args.timeout}
+    # ld.so only warns when it cannot preload; the run would silently measure glibc.
+    if "cannot be preloaded" in p.stderr:
+        return {"error": "preload failed: " + p.stderr.strip().splitlines()[0]}
+    m = LINE_RE.search(p.stdout)
+    if p.returncode != 0 or not m:
+        tail = (p.stderr.strip() or p.stdout.strip()).splitlines()[-1:] or [""]
+        return {"error": "exit %d: %s" % (p.returncode, tail[0])}
+    r = {"ops": int(m.group(2)), "seconds": float(m.group(3)), "maxrss_kb": int(m.group(4))}
+    for k, v in EXTRA_RE.findall(p.stdout):
+        r[k] = float(v) if k == "cpu_seconds" else int(v)
+    return r
+
+
+def summarise(records, workloads, allocs):
+    """{workload: {allocator: {...medians...}}}"""
+    summary = {}
+    for w in workloads:
+        row = {}
+        for a in allocs:
+            ok = [r for r in records if r["workload"] == w and r["allocator"] == a and "seconds" in r]
+            fails = [r["error"] for r in records if r["workload"] == w and r["allocator"] == a and "error" in r]
+            if not ok:
+                row[a] = {"error": fails[0] if fails else "no result"}
+                continue
+            secs = [r["seconds"] for r in ok]
+            row[a] = {
+                "median_s": statistics.median(secs),
+                "min_s": min(secs),
+                "max_s": max(secs),
+                "ops": ok[0]["ops"],
+                "median_maxrss_kb": statistics.median(r["maxrss_kb"] for r in ok),
+                "median_cpu_s": statistics.median(r.get("cpu_seconds", r["seconds"]) for r in ok),
+                "median_preempt": statistics.median(r.get("preempt", 0) for r in ok),
+                "runs": len(ok),
+                "failed_runs": len(fails),
+            }
+        for ref in (REF_GLIBC, REF_MIMALLOC):
+            base = row.get(ref, {}).get("median_s")
+            base_cpu = row.get(ref, {}).get("median_cpu_s")
+            for a in allocs:
+                if "median_s" in row[a] and base:
+                    row[a]["vs_" + ref] = row[a]["median_s"] / base
+                if "median_cpu_s" in row[a] and base_cpu:
+                    row[a]["cpu_vs_" + ref] = row[a]["median_cpu_s"] / base_cpu
+        summary[w] = row
+    return summary
+
+
+def is_small(workload):
+    m = re.fullmatch(r"(pairs|batch)-(\d+)", workload)
+    return bool(m) and int(m.group(2)) <= SMALL_MAX
+
+
+def md_table(header, rows):
+    """Markdown table, aligned for the terminal too; numeric columns right-aligned."""
+    cols = list(zip(header, *rows))
+    widths = [max(len(str(x)) for x in col) for col in cols]
+    numeric = [all(re.fullmatch(r"[-0-9.]+|FAIL", str(x)) for x in col[1:]) for col in cols]
+
+    def fmt(r):
+        return "| " + " | ".join(str(c).rjust(w) if num else str(c).ljust(w)
+                                 for c, w, num in zip(r, widths, numeric)) + " |"
+    sep = "|" + "|".join(("-" * (w + 1) + ":") if num else ("-" * (w + 2))
+                         for w, num in zip(widths, numeric)) + "|"
+    return "\n".join([fmt(header), sep] + [fmt(r) for r in rows])
+
+
+def tables(summary, workloads, allocs):
+    out = []
+    # Targets for nebula.
+    if SUBJECT in allocs:
+        rows = []
+        for w in workloads:
+            s = summary[w][SUBJECT]
+            g, mi = s.get("vs_" + REF_GLIBC), s.get("vs_" + REF_MIMALLOC)
+            verdict = []
+            if "error" in s:
+                verdict.append("FAILED (%s)" % s["error"])
+            else:
+                if g is not None:
+                    verdict.append("beats glibc" if g < 1 else "**slower than glibc**")
+                if is_small(w) and mi is not None:
+                    verdict.append("within %.2fx of mimalloc" % MIMALLOC_TARGET if mi <= MIMALLOC_TARGET
+                                   else "**over %.2fx mimalloc**" % MIMALLOC_TARGET)
+            cg, cm = s.get("cpu_vs_" + REF_GLIBC), s.get("cpu_vs_" + REF_MIMALLOC)
+            rows.append([w, "FAIL" if "error" in s else "%.4f" % s["median_s"],
+                         "-" if g is None else "%.2f" % g, "-" if mi is None else "%.2f" % mi,
+                         "-" if cg is None else "%.2f" % cg, "-" if cm is None else "%.2f" % cm,
+                         "; ".join(verdict)])
+        out.append(("Targets: nebula vs glibc (must be < 1 everywhere) and vs mimalloc "
+                    "(must be <= %.2f on pairs-/batch- sizes <= %d B)" % (MIMALLOC_TARGET, SMALL_MAX),
+                    md_table(["workload", "nebula s", "/glibc", "/mimalloc", "cpu /glibc", "cpu /mimalloc",
+                              "verdict (on wall-clock medians)"], rows)))
+
+    def wide(title, value, fmt, extra_ops=False):
+        hdr = ["workload"] + (["ops"] if extra_ops else []) + allocs
+        rows = []
+        for w in workloads:
+            ops = next((summary[w][a]["ops"] for a in allocs if "ops" in summary[w][a]), "-")
+            cells = []
+            for a in allocs:
+                st = summary[w][a]
+                v = None if "error" in st else value(st)
+                cells.append("FAIL" if "error" in st else "-" if v is None else fmt % v)
+            rows.append([w] + ([ops] if extra_ops else []) + cells)
+        out.append((title, md_table(hdr, rows)))
+
+    wide("Median seconds (measured part only)", lambda s: s["median_s"], "%.4f", extra_ops=True)
+    wide("Median ns per op", lambda s: s["median_s"] * 1e9 / s["ops"], "%.1f")
+    wide("Ratio to glibc (median / glibc median; < 1 is faster)", lambda s: s.get("vs_" + REF_GLIBC), "%.2f")
+    wide("Ratio to mimalloc (median / mimalloc median; < 1 is faster)",
+         lambda s: s.get("vs_" + REF_MIMALLOC), "%.2f")
+    wide("Median CPU seconds of the measured part (all threads)", lambda s: s["median_cpu_s"], "%.4f")
+    wide("Median peak RSS, MiB (whole process, VmHWM)",
+         lambda s: s["median_maxrss_kb"] / 1024, "%.1f")
+    wide("Spread of the runs: (max - min) / median, %",
+         lambda s: 100 * (s["max_s"] - s["min_s"]) / s["median_s"] if s["median_s"] else None, "%.0f")
+    wide("Median preemptions in the measured part (involuntary context switches)",
+         lambda s: s["median_preempt"], "%g")
+    return out
+
+
+HOW_TO_READ = """\
+## How to read it
+
+- Each cell is the **median** of the runs of one allocator on one workload. Runs are
+  interleaved (run i of every allocator on a workload happens before run i+1 of any) and the
+  allocator order is rotated, so drift of the machine spreads evenly.
+- **seconds** is only the measured loop of `nm_bench` (CLOCK_MONOTONIC), not process start-up,
+  the allocator's initialisation, or the set-up/tear-down of a working set.
+- **ratio** = allocator median / reference median. Below 1 means faster than the reference
+  (glibc, or mimalloc); 0.50 is twice as fast, 2.00 twice as slow.
+- **CPU seconds** is the CPU time of the process over the measured part (both threads for
+  prodcons). When other work shares the machine, wall-clock time also counts the time
+  the benchmark waited for a CPU; CPU time does not, so it is the steadier figure then. The
+  targets table gives both ratios; the verdict uses the wall-clock medians.
+- **peak RSS** is the whole process's peak resident set (VmHWM; `ru_maxrss` is not used as
+  Linux carries it over from the python parent across exec), so it includes the ~1 MiB of
+  the program and libc: how much memory an allocator holds at its worst, not just live data.
+- **spread** is (slowest - fastest) / median over the runs, and **preemptions** how often
+  the kernel took the CPU away during the measured part; where either is large, differences
+  of a similar size in that row are noise. The batch-256/1024/4096 rows are
+  short for every allocator but glibc (a few ms), because their op counts are sized so
+  that glibc, which is very slow there, takes about a second.
+- The workloads (see `bench/nm_bench.c`): **pairs-N** malloc(N)+free in a loop;
+  **batch-N** 1000 mallocs of N then 1000 frees in allocation order; **random** a
+  10000-slot working set, each step frees a random slot and allocates 16 B - 32 KiB (skewed
+  small), touching every page; **prodcons** one thread mallocs 16-512 B blocks and a second
+  thread frees them (cross-thread free), blocks passed 256 at a time through a lock-free
+  ring; **realloc** 16 buffers grown side by side by +16..64 B up to 4 KiB, then x1.5 up to
+  8 KiB - 1 MiB, then shrunk to a quarter and freed.
+- Baselines are Debian's packaged builds (versions above), loaded with LD_PRELOAD exactly as
+  nebula is; glibc is the program without any preload.
+"""
+
+
+def render_markdown(meta, summary, workloads, allocs, notes):
+    m = meta["machine"]
+    lines = ["# Benchmarks", "",
+             "Generated by `bench/run.py` on %s. Do not edit by hand: rerun the command below." % meta["date"],
+             "",
+             "- Machine: %s, %s CPUs (nproc), %s RAM; Linux %s; %s" % (
+                 m["cpu"], m["nproc"], m["memory"], m["kernel"], m["libc"]),
+             "- Baselines: %s" % (", ".join(m["packages"]) or "unknown versions"),
+             "- nebula: git %s; preload sha256 %s...; compiler: %s" % (
+                 m["nebula_rev"] or "?", m["nebula_so_sha256"] or "?", m["compiler"] or "?"),
+             "- Runs per workload and allocator: %d%s" % (meta["runs"], " (quick: 1/20 of the ops)" if meta["quick"] else ""),
+             "- Load average (1/5/15 min) at start: %s; at end: %s (other work on the machine adds noise)"
+             % (meta["loadavg_start"], meta["loadavg_end"]),
+             "",
+             "Command:", "", "```sh", meta["command"], "```", ""]
+    for n in notes:
+        lines.append("> Note: %s" % n)
+    if notes:
+        lines.append("")
+    for title, table in tables(summary, workloads, allocs):
+        lines += ["## " + title, "", table, ""]
+    lines.append(HOW_TO_READ)
+    return "\n".join(lines)
+
+
+def main():
+    args = parse_args()
+    if not os.access(args.bench_bin, os.X_OK):
+        sys.exit("run.py: %s not found; build first (scripts/bench.sh does)" % args.bench_bin)
+    all_workloads = list_workloads(args.bench_bin)
+    known = [w for w, _ in all_workloads]
+    if args.workloads:
+        workloads = args.workloads.split(",")
+        bad = [w for w in workloads if w not in known and not re.fullmatch(r"(pairs|batch)-\d+", w)]
+        if bad:
+            sys.exit("run.py: unknown workload(s) %s; known: %s" % (",".join(bad), ",".join(known)))
+    else:
+        workloads = known
+    allocs, notes = resolve_allocators(args)
+    for n in notes:
+        print("note: " + n, file=sys.stderr)
+    if not allocs:
+        sys.exit("run.py: no allocator to run")
+    names = [n for n, _ in allocs]
+
+    command = os.environ.get("NM_BENCH_COMMAND") or " ".join(
+        shlex.quote(x) for x in ["python3", os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
+    meta = {
+        "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "command": command,
+        "runs": args.runs,
+        "quick": args.quick,
+        "bench_bin": args.bench_bin,
+        "allocators": [{"name": n, "env": e} for n, e in allocs],
+        "machine": machine_info(args),
+    }
+
+    meta["loadavg_start"] = loadavg()
+    records = []
+    total = args.runs * len(workloads) * len(allocs)
+    done = 0
+    for i in range(args.runs):
+        for wi, w in enumerate(workloads):
+            k = (i + wi) % len(allocs)
+            order = allocs[k:] + allocs[:k]
+            for pos, (name, env) in enumerate(order):
+                r = run_one(args, w, env)
+                r.update({"workload": w, "allocator": name, "run": i, "position": pos})
+                records.append(r)
+                done += 1
+                status = r["error"] if "error" in r else "%.4f s  %d KiB" % (r["seconds"], r["maxrss_kb"])
+                print("[%*d/%d] run %d  %-11s %-9s %s" % (len(str(total)), done, total, i + 1, w, name, status),
+                      file=sys.stderr, flush=True)
+
+    meta["loadavg_end"] = loadavg()
+    summary = summarise(records, workloads, names)
+
+    os.makedirs(args.results_dir, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    json_path = os.path.join(args.results_dir, "bench-%s%s.json" % (stamp, "-quick" if args.quick else ""))
+    with open(json_path, "w") as f:
+        json.dump({"meta": meta, "notes": notes, "summary": summary, "records": records}, f, indent=1)
+
+    for title, table in tables(summary, workloads, names):
+        print("\n" + title + "\n" + table)
+    for n in notes:
+        print("note: " + n)
+    print("\nraw results: " + os.path.relpath(json_path, os.getcwd()))
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            f.write(render_markdown(meta, summary, workloads, names, notes))
+        print("report: " + os.path.relpath(args.out, os.getcwd()))
+    failed = [r for r in records if "error" in r]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,340 @@
+/* The pool backend, single-threaded: reuse, alignment, sizes, page turnover, trimming. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "heap/alloc.h"
+#include "heap/introspect.h"
+#include "heap/runtime.h"
+#include "nm_types.h"
+#include "pool/segmap.h"
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint64_t rng(void) {
+  uint64_t x = rng_state;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  return rng_state = x;
+}
+
+static void fill(void *p, size_t n, uint64_t seed) {
+  uint8_t *b = p;
+  for (size_t i = 0; i < n; i++) b[i] = (uint8_t)(seed + i * 131 + (i >> 8));
+}
+
+/* Index of the first byte that differs from the pattern, or n. */
+static size_t verify(const void *p, size_t n, uint64_t seed) {
+  const uint8_t *b = p;
+  for (size_t i = 0; i < n; i++)
+    if (b[i] != (uint8_t)(seed + i * 131 + (i >> 8))) return i;
+  return n;
+}
+
+/* Index of the first byte that is not c, or n. */
+static size_t all_bytes(const void *p, size_t n, uint8_t c) {
+  const uint8_t *b = p;
+  for (size_t i = 0; i < n; i++)
+    if (b[i] != c) return i;
+  return n;
+}
+
+static nm_totals_t totals(void) {
+  nm_totals_t t;
+  nm_totals(&t);
+  return t;
+}
+
+Test(pool, same_thread_reuse_is_lifo) {
+  size_t sizes[] = { 0, 1, 16, 17, 100, 1000, 4096, 40000 };
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    void *a = nm_malloc(sizes[i]);
+    void *b = nm_malloc(sizes[i]);
+    void *c = nm_malloc(sizes[i]);
+    cr_assert(a && b && c);
+    cr_assert(a != b && b != c && a != c);
+    nm_free(b);
+    nm_free(c);
+    cr_assert_eq(nm_malloc(sizes[i]), c, "size %zu: the last freed block is not handed out first", sizes[i]);
+    cr_assert_eq(nm_malloc(sizes[i]), b, "size %zu", sizes[i]);
+    nm_free(a);
+    nm_free(b);
+    nm_free(c);
+  }
+  /* Requests of the same class share blocks. */
+  void *p = nm_malloc(100);
+  nm_free(p);
+  cr_assert_eq(nm_malloc(nm_usable_size(p)), p);
+  nm_free(p);
+}
+
+Test(pool, alignment_and_usable_size_0_to_4096) {
+  static void *ptrs[4097];
+  for (size_t n = 0; n <= 4096; n++) {
+    void *p = nm_malloc(n);
+    ptrs[n] = p;
+    if (p == NULL) cr_assert_fail("malloc(%zu) failed", n);
+    if ((uintptr_t)p % 16 != 0) cr_assert_fail("malloc(%zu) = %p is not 16-byte aligned", n, p);
+    if (!nm_segmap_contains(p)) cr_assert_fail("malloc(%zu) = %p is not a pool block", n, p);
+    size_t u = nm_usable_size(p);
+    if (u < n || u == 0) cr_assert_fail("malloc(%zu): usable size %zu", n, u);
+    if (n <= 64 && u > n + 15 && !(n == 0 && u == 16))
+      cr_assert_fail("malloc(%zu): usable size %zu wastes more than 15 bytes", n, u);
+    memset(p, (int)(n & 0xff), u);
+  }
+  for (size_t n = 0; n <= 4096; n++) {
+    size_t u = nm_usable_size(ptrs[n]);
+    size_t bad = all_bytes(ptrs[n], u, (uint8_t)(n & 0xff));
+    if (bad != u) cr_assert_fail("block of malloc(%zu) overwritten at byte %zu", n, bad);
+    nm_free(ptrs[n]);
+  }
+}
+
+/* Every pool size up to pool_max: usable >= request, aligned, the whole usable area ours. */
+Test(pool, usable_size_writable_up_to_pool_max) {
+  /* The tables are built on the first request; build them now to read pool_max. */
+  cr_assert_eq(nm_runtime_init(NULL), 0);
+  size_t max = nm_route.pool_max;
+  cr_assert_gt(max, 0u, "the router's tables are not built");
+  uint8_t *prev = NULL;
+  size_t prev_u = 0;
+  for (size_t n = 4096; n <= max; n += 16 + n / 64) {
+    uint8_t *p = nm_malloc(n);
+    cr_assert_not_null(p, "malloc(%zu)", n);
+    cr_assert_eq((uintptr_t)p % 16, 0u);
+    cr_assert(nm_segmap_contains(p), "malloc(%zu) (<= pool_max %zu) not pooled", n, max);
+    size_t u = nm_usable_size(p);
+    cr_assert_geq(u, n);
+    cr_assert_leq(u * 4, n * 5, "malloc(%zu): usable %zu is more than 25%% waste", n, u);
+    memset(p, 0xc3, u);
+    if (prev) {
+      cr_assert_eq(all_bytes(prev, prev_u, 0xc3), prev_u, "writing block %p clobbered block %p", (void *)p,
+                   (void *)prev);
+      nm_free(prev);
+    }
+    prev = p;
+    prev_u = u;
+  }
+  nm_free(prev);
+  void *p = nm_malloc(max);
+  cr_assert(nm_segmap_contains(p), "malloc(pool_max) not pooled");
+  nm_free(p);
+}
+
+/* Many live blocks of mixed sizes, replaced at random: none is ever corrupted. */
+Test(pool, content_intact_across_many_allocations) {
+  enum { SLOTS = 4096, ROUNDS = 60000 };
+  static uint8_t *slot[SLOTS];
+  static size_t len[SLOTS];
+  static uint64_t seed[SLOTS];
+  for (unsigned r = 0; r < ROUNDS; r++) {
+    unsigned i = (unsigned)(rng() % SLOTS);
+    if (slot[i]) {
+      size_t bad = verify(slot[i], len[i], seed[i]);
+      if (bad != len[i])
+        cr_assert_fail("round %u: block %p of %zu bytes corrupted at byte %zu", r, (void *)slot[i], len[i], bad);
+      nm_free(slot[i]);
+      slot[i] = NULL;
+    }
+    uint64_t x = rng();
+    size_t n;
+    switch (x % 16) {
+      case 0: n = (size_t)(x >> 8) % 65536; break;
+      case 1: case 2: n = (size_t)(x >> 8) % 4096; break;
+      default: n = (size_t)(x >> 8) % 512; break;
+    }
+    slot[i] = nm_malloc(n);
+    if (slot[i] == NULL) cr_assert_fail("malloc(%zu) failed", n);
+    if ((uintptr_t)slot[i] % 16) cr_assert_fail("malloc(%zu) = %p misaligned", n, (void *)slot[i]);
+    len[i] = n;
+    seed[i] = x;
+    fill(slot[i], n, x);
+  }
+  for (unsigned i = 0; i < SLOTS; i++) {
+    if (!slot[i]) continue;
+    cr_assert_eq(verify(slot[i], len[i], seed[i]), len[i], "block %u corrupted", i);
+    nm_free(slot[i]);
+  }
+}
+
+static int cmp_ptr(const void *a, const void *b) {
+  uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* A page of 64-byte blocks fills up; allocation goes on in a new page. Blocks never overlap
+ * and lie inside their page. */
+static void fill_pages(size_t size, size_t count) {
+  uint8_t **p = calloc(count, sizeof *p);
+  cr_assert_not_null(p);
+  nm_totals_t t0 = totals();
+  nm_page_t *first_page = NULL;
+  size_t pages = 0;
+  nm_page_t *last = NULL;
+  for (size_t i = 0; i < count; i++) {
+    p[i] = nm_malloc(size);
+    cr_assert_not_null(p[i]);
+    cr_assert(nm_segmap_contains(p[i]));
+    nm_page_t *pg = nm_segment_page_of(p[i]);
+    if (first_page == NULL) first_page = pg;
+    if (pg != last) {
+      pages++;
+      /* The previous page is exhausted before a new one is used. */
+      if (last != NULL) cr_assert_eq(last->used, last->reserved, "size %zu: moved on from page %p with %u of %u blocks used",
+                                     size, (void *)last, last->used, last->reserved);
+      last = pg;
+    }
+    size_t bs = pg->block_size;
+    cr_assert_geq(bs, size);
+    cr_assert(p[i] >= pg->start && p[i] + bs <= pg->start + ((size_t)pg->slice_count << NM_SLICE_SHIFT),
+              "block %p outside its page [%p, +%u slices)", (void *)p[i], (void *)pg->start, pg->slice_count);
+    cr_assert_eq((size_t)(p[i] - pg->start) % bs, 0u);
+    fill(p[i], size, i);
+  }
+  cr_assert_geq(pages, 3u, "size %zu: %zu blocks fit in %zu page(s)", size, count, pages);
+  cr_assert_gt(first_page->reserved, 0u);
+  nm_totals_t t1 = totals();
+  cr_assert_gt(t1.page_bytes, t0.page_bytes);
+  for (size_t i = 0; i < count; i++) cr_assert_eq(verify(p[i], size, i), size, "block %zu corrupted", i);
+  qsort(p, count, sizeof *p, cmp_ptr);
+  for (size_t i = 1; i < count; i++)
+    cr_assert_geq((size_t)(p[i] - p[i - 1]), size, "blocks %p and %p overlap", (void *)p[i - 1], (void *)p[i]);
+  for (size_t i = 0; i < count; i++) nm_free(p[i]);
+  free(p);
+}
+
+Test(pool, page_fills_then_new_page) {
+  fill_pages(64, 3500);      /* 1024 blocks per 64 KiB page */
+  fill_pages(1000, 300);
+  fill_pages(40000, 30);     /* 8 blocks per page */
+}
+
+/* Freed pages go back to their segments; nm_trim gives the memory back to the OS. */
+Test(pool, free_everything_then_trim_returns_memory) {
+  enum { N = 6 * 1024 };   /* 6 MiB of 1 KiB blocks: below the default purge threshold */
+  static void *p[N];
+  nm_totals_t t0 = totals();
+  for (size_t i = 0; i < N; i++) {
+    p[i] = nm_malloc(1024);
+    cr_assert_not_null(p[i]);
+    memset(p[i], 0x77, 1024);
+  }
+  nm_totals_t peak = totals();
+  cr_assert_geq(peak.page_bytes, t0.page_bytes + (size_t)N * 1024);
+  cr_assert_geq(peak.mapped, 2 * NM_SEG_SIZE);
+  for (size_t i = 0; i < N; i++) nm_free(p[i]);
+  nm_totals_t freed = totals();
+  cr_assert_leq(freed.page_bytes, (size_t)1 << 20, "every block freed but %zu bytes still in pages",
+                freed.page_bytes);
+  cr_assert_gt(freed.dirty, 0u);
+  nm_trim(0);
+  nm_totals_t trimmed = totals();
+  cr_assert_eq(trimmed.dirty, 0u, "trim left %zu dirty bytes", trimmed.dirty);
+  cr_assert_lt(trimmed.mapped, peak.mapped, "trim unmapped nothing (%zu bytes mapped)", trimmed.mapped);
+  cr_assert_leq(trimmed.mapped, NM_SEG_SIZE, "trim kept %zu bytes mapped for one live page", trimmed.mapped);
+  cr_assert_leq(trimmed.page_bytes, freed.page_bytes);
+  /* The memory is still usable afterwards. */
+  for (size_t i = 0; i < N; i++) {
+    p[i] = nm_malloc(1024);
+    cr_assert_not_null(p[i]);
+    memset(p[i], 0x11, 1024);
+  }
+  for (size_t i = 0; i < N; i++) {
+    cr_assert_eq(all_bytes(p[i], 1024, 0x11), 1024u);
+    nm_free(p[i]);
+  }
+}
+
+/* Beyond the purge threshold, free gives memory back by itself. */
+Test(pool, free_purges_past_threshold) {
+  enum { N = 24 * 1024 };   /* 24 MiB of 1 KiB blocks */
+  static void *p[N];
+  for (size_t i = 0; i < N; i++) {
+    p[i] = nm_malloc(1024);
+    cr_assert_not_null(p[i]);
+    memset(p[i], 0x5a, 1024);
+  }
+  nm_totals_t peak = totals();
+  cr_assert_geq(peak.mapped, (size_t)24 << 20);
+  for (size_t i = 0; i < N; i++) nm_free(p[i]);
+  nm_totals_t after = totals();
+  cr_assert_leq(after.dirty, nm_route.purge_threshold, "%zu dirty bytes kept, threshold %zu", after.dirty,
+                nm_route.purge_threshold);
+  /* Empty segments beyond the one kept are unmapped at each purge: at least two of the ~7 go. */
+  cr_assert_leq(after.mapped + 2 * NM_SEG_SIZE, peak.mapped,
+                "freeing 24 MiB without a trim unmapped too little: %zu of %zu bytes still mapped", after.mapped,
+                peak.mapped);
+}
+
+Test(pool, calloc_zeroes_reused_blocks) {
+  size_t sizes[] = { 1, 15, 16, 100, 1000, 4096, 30000, 65536 };
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    size_t n = sizes[i];
+    uint8_t *p = nm_malloc(n);
+    cr_assert_not_null(p);
+    memset(p, 0xff, nm_usable_size(p));
+    nm_free(p);
+    uint8_t *q = nm_calloc(1, n);
+    cr_assert_eq(q, p, "size %zu: calloc did not reuse the freed block (test premise)", n);
+    cr_assert_eq(all_bytes(q, n, 0), n, "calloc(1, %zu) on a reused block: byte %zu not zero", n,
+                 all_bytes(q, n, 0));
+    memset(q, 0xee, nm_usable_size(q));
+    nm_free(q);
+    /* count * size form */
+    q = nm_calloc(n, 1);
+    cr_assert_eq(all_bytes(q, n, 0), n, "calloc(%zu, 1) not zeroed", n);
+    nm_free(q);
+  }
+  /* A batch: dirty a whole page's worth, free, calloc it all back. */
+  enum { B = 2000 };
+  static uint8_t *blk[B];
+  for (size_t i = 0; i < B; i++) {
+    blk[i] = nm_malloc(48);
+    memset(blk[i], 0xab, 48);
+  }
+  for (size_t i = 0; i < B; i++) nm_free(blk[i]);
+  for (size_t i = 0; i < B; i++) {
+    blk[i] = nm_calloc(3, 16);
+    cr_assert_not_null(blk[i]);
+    if (all_bytes(blk[i], 48, 0) != 48) cr_assert_fail("calloc block %zu (%p) not zeroed", i, (void *)blk[i]);
+  }
+  for (size_t i = 0; i < B; i++) nm_free(blk[i]);
+  /* calloc(0, x) and calloc(x, 0) still return a block. */
+  void *z = nm_calloc(0, 100);
+  cr_assert_not_null(z);
+  nm_free(z);
+  z = nm_calloc(100, 0);
+  cr_assert_not_null(z);
+  nm_free(z);
+}
+
+Test(pool, big_sizes_go_to_the_system) {
+  /* The tables are built on the first request; build them now to read pool_max. */
+  cr_assert_eq(nm_runtime_init(NULL), 0);
+  size_t max = nm_route.pool_max;
+  void *at_max = nm_malloc(max);
+  cr_assert(nm_segmap_contains(at_max));
+  size_t sizes[] = { max + 1, max + 4096, 100000, (size_t)1 << 20, (size_t)16 << 20 };
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    size_t n = sizes[i];
+    if (n <= max) continue;
+    uint8_t *p = nm_malloc(n);
+    cr_assert_not_null(p, "malloc(%zu)", n);
+    cr_assert_not(nm_segmap_contains(p), "malloc(%zu) above pool_max %zu landed in the pool", n, max);
+    cr_assert_eq((uintptr_t)p % 16, 0u);
+    size_t u = nm_usable_size(p);
+    cr_assert_geq(u, n, "malloc(%zu): usable size %zu", n, u);
+    memset(p, 0x3c, u);
+    cr_assert_eq(all_bytes(p, u, 0x3c), u);
+    nm_free(p);
+    /* zeroed memory from the system as well */
+    p = nm_calloc(1, n);
+    cr_assert_not_null(p);
+    cr_assert_not(nm_segmap_contains(p));
+    cr_assert_eq(all_bytes(p, n, 0), n, "calloc(1, %zu) from the system not zeroed", n);
+    nm_free(p);
+  }
+  nm_free(at_max);
+}

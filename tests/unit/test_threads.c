@@ -1,0 +1,353 @@
+/* Threads: frees from other threads, heaps of dead threads reused, concurrent use. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "heap/alloc.h"
+#include "heap/introspect.h"
+#include "nm_types.h"
+#include "pool/segmap.h"
+
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define NM_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define NM_SANITIZED 1
+#endif
+#endif
+#ifdef NM_SANITIZED
+#define SCALE 4   /* sanitizers slow everything down: do less work, same checks */
+#else
+#define SCALE 1
+#endif
+
+/* Failures seen on other threads: Criterion's assertions belong to the test's thread. */
+static atomic_int failures;
+static char first_failure[256];
+
+__attribute__((format(printf, 1, 2))) static void fail(const char *fmt, ...) {
+  if (atomic_fetch_add(&failures, 1) == 0) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(first_failure, sizeof first_failure, fmt, ap);
+    va_end(ap);
+  }
+}
+
+static void check_no_failures(void) {
+  cr_assert_eq(atomic_load(&failures), 0, "%d failure(s) in threads, first: %s", atomic_load(&failures),
+               first_failure);
+}
+
+static nm_totals_t totals(void) {
+  nm_totals_t t;
+  nm_totals(&t);
+  return t;
+}
+
+static uint64_t splitmix(uint64_t *s) {
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+/* Blocks that describe themselves: size and seed up front, then a pattern. */
+typedef struct {
+  uint64_t size;
+  uint64_t seed;
+} tag_t;
+
+static void tag_fill(void *p, size_t n, uint64_t seed) {
+  tag_t *t = p;
+  t->size = n;
+  t->seed = seed;
+  uint8_t *b = p;
+  for (size_t i = sizeof *t; i < n; i++) b[i] = (uint8_t)(seed ^ (i * 37));
+}
+
+static bool tag_ok(const void *p, size_t *n_out) {
+  const tag_t *t = p;
+  size_t n = t->size;
+  if (n < sizeof *t || n > ((size_t)1 << 20)) return false;
+  if (n_out) *n_out = n;
+  const uint8_t *b = p;
+  for (size_t i = sizeof *t; i < n; i++)
+    if (b[i] != (uint8_t)(t->seed ^ (i * 37))) return false;
+  return true;
+}
+
+/* ---- producer / consumer ---------------------------------------------------------------- */
+
+enum { PC_ROUNDS = 50, PC_BLOCKS = 20000 };
+
+static void **pc_blocks;
+static sem_t pc_full, pc_empty;
+static size_t pc_page_bytes[PC_ROUNDS];
+static size_t pc_mapped[PC_ROUNDS];
+
+static size_t pc_size(size_t i) {
+  return 16 + (i % 64) * 16;   /* 16 .. 1024: many classes */
+}
+
+static void *producer(void *arg) {
+  (void)arg;
+  for (unsigned r = 0; r < PC_ROUNDS; r++) {
+    for (size_t i = 0; i < PC_BLOCKS; i++) {
+      void *p = nm_malloc(pc_size(i));
+      if (p == NULL) {
+        fail("round %u: malloc(%zu) failed", r, pc_size(i));
+        return NULL;
+      }
+      tag_fill(p, pc_size(i), r * 1000003u + i);
+      pc_blocks[i] = p;
+    }
+    nm_totals_t t = totals();
+    pc_page_bytes[r] = t.page_bytes;
+    pc_mapped[r] = t.mapped;
+    sem_post(&pc_full);
+    sem_wait(&pc_empty);   /* the consumer freed them all */
+  }
+  return NULL;
+}
+
+static void *consumer(void *arg) {
+  (void)arg;
+  for (unsigned r = 0; r < PC_ROUNDS; r++) {
+    sem_wait(&pc_full);
+    void *mine = nm_malloc(200);   /* the consumer has a heap of its own too */
+    for (size_t i = 0; i < PC_BLOCKS; i++) {
+      size_t n;
+      if (!tag_ok(pc_blocks[i], &n) || n != pc_size(i))
+        fail("round %u: block %zu (%p) corrupted before its remote free", r, i, pc_blocks[i]);
+      nm_free(pc_blocks[i]);
+    }
+    nm_free(mine);
+    sem_post(&pc_empty);
+  }
+  return NULL;
+}
+
+Test(threads, cross_thread_frees_come_back) {
+  pc_blocks = calloc(PC_BLOCKS, sizeof *pc_blocks);
+  cr_assert_not_null(pc_blocks);
+  sem_init(&pc_full, 0, 0);
+  sem_init(&pc_empty, 0, 0);
+  pthread_t a, b;
+  cr_assert_eq(pthread_create(&a, NULL, producer, NULL), 0);
+  cr_assert_eq(pthread_create(&b, NULL, consumer, NULL), 0);
+  pthread_join(a, NULL);
+  pthread_join(b, NULL);
+  check_no_failures();
+  /* Round 0 sets the working set; later rounds reuse the remotely freed blocks. */
+  size_t base = pc_page_bytes[0];
+  cr_assert_gt(base, 0u);
+  for (unsigned r = 1; r < PC_ROUNDS; r++) {
+    cr_assert_leq(pc_page_bytes[r], base + base / 4,
+                  "round %u: %zu bytes in pages, round 0 needed %zu: remote frees are not reused", r,
+                  pc_page_bytes[r], base);
+    cr_assert_leq(pc_mapped[r], pc_mapped[0] + 2 * NM_SEG_SIZE, "round %u: %zu bytes mapped, round 0 %zu", r,
+                  pc_mapped[r], pc_mapped[0]);
+  }
+  free(pc_blocks);
+}
+
+/* ---- short-lived threads ---------------------------------------------------------------- */
+
+enum { SL_THREADS = 1000, SL_BATCH = 4, SL_BLOCKS = 200 };
+
+typedef struct {
+  void *blocks[SL_BLOCKS];
+  uint64_t seed;
+} sl_arg_t;
+
+static void *short_lived(void *arg) {
+  sl_arg_t *a = arg;
+  uint64_t s = a->seed;
+  for (size_t i = 0; i < SL_BLOCKS; i++) {
+    size_t n = 16 + splitmix(&s) % 2048;
+    void *p = nm_malloc(n);
+    if (p == NULL) {
+      fail("malloc(%zu) failed in a short-lived thread", n);
+      a->blocks[i] = NULL;
+      continue;
+    }
+    tag_fill(p, n, splitmix(&s));
+    a->blocks[i] = p;
+  }
+  /* some churn of its own before it dies */
+  for (size_t i = 0; i < SL_BLOCKS; i += 3) {
+    void *q = nm_malloc(64);
+    nm_free(q);
+  }
+  return NULL;
+}
+
+static void sl_free_batch(sl_arg_t *args) {
+  for (unsigned t = 0; t < SL_BATCH; t++)
+    for (size_t i = 0; i < SL_BLOCKS; i++) {
+      void *p = args[t].blocks[i];
+      if (p == NULL) continue;
+      if (!tag_ok(p, NULL)) fail("block %p of a dead thread corrupted", p);
+      nm_free(p);   /* main has no heap: every one of these is a remote free */
+    }
+}
+
+Test(threads, short_lived_threads_reuse_heaps) {
+  static sl_arg_t args[2][SL_BATCH];
+  size_t page_bytes_early = 0, page_bytes_max_late = 0;
+  unsigned batches = SL_THREADS / SL_BATCH / (SCALE > 1 ? 2 : 1);
+  for (unsigned b = 0; b < batches; b++) {
+    sl_arg_t *cur = args[b % 2];
+    pthread_t th[SL_BATCH];
+    for (unsigned t = 0; t < SL_BATCH; t++) {
+      cur[t].seed = (uint64_t)b * SL_BATCH + t + 1;
+      cr_assert_eq(pthread_create(&th[t], NULL, short_lived, &cur[t]), 0);
+    }
+    for (unsigned t = 0; t < SL_BATCH; t++) pthread_join(th[t], NULL);
+    /* Blocks of the batch before are freed now, by main, after their threads died. */
+    if (b > 0) sl_free_batch(args[(b + 1) % 2]);
+    nm_totals_t tt = totals();
+    cr_assert_leq(tt.heaps, SL_BATCH + 2, "after %u threads: %zu heaps (at most %d threads lived at once)",
+                  (b + 1) * SL_BATCH, tt.heaps, SL_BATCH);
+    cr_assert_eq(tt.heaps_active, 0u, "all threads exited but %zu heaps are active", tt.heaps_active);
+    if (b == 10) page_bytes_early = tt.page_bytes;
+    if (b > batches / 2 && tt.page_bytes > page_bytes_max_late) page_bytes_max_late = tt.page_bytes;
+  }
+  sl_free_batch(args[(batches - 1) % 2]);
+  check_no_failures();
+  cr_assert_gt(page_bytes_early, 0u);
+  cr_assert_leq(page_bytes_max_late, 2 * page_bytes_early + ((size_t)1 << 20),
+                "pages keep growing with short-lived threads: %zu bytes late vs %zu early", page_bytes_max_late,
+                page_bytes_early);
+}
+
+/* ---- concurrent mixed use ---------------------------------------------------------------- */
+
+enum { MT_THREADS = 8, MT_SLOTS = 512, MT_SHARED = 64 };
+static _Atomic(void *) mt_shared[MT_SHARED];
+static atomic_int mt_go;
+
+static void *mixed(void *arg) {
+  uint64_t s = (uint64_t)(uintptr_t)arg * 7919u + 17;
+  void **slot = calloc(MT_SLOTS, sizeof *slot);
+  if (slot == NULL) {
+    fail("calloc of bookkeeping failed");
+    return NULL;
+  }
+  while (!atomic_load(&mt_go)) sched_yield();
+  unsigned iters = 120000 / SCALE;
+  for (unsigned it = 0; it < iters; it++) {
+    uint64_t x = splitmix(&s);
+    unsigned i = (unsigned)(x % MT_SLOTS);
+    void *old = slot[i];
+    if (old != NULL && !tag_ok(old, NULL)) fail("thread %p: own block %p corrupted", arg, old);
+    size_t n;
+    switch ((x >> 16) % 32) {
+      case 0: n = 16 + (x >> 24) % 100000; break;   /* sometimes the system */
+      case 1: case 2: case 3: n = 16 + (x >> 24) % 8192; break;
+      default: n = 16 + (x >> 24) % 512; break;
+    }
+    void *p;
+    switch ((x >> 40) % 8) {
+      case 0:   /* realloc the old block: its prefix must survive */
+        if (old != NULL) {
+          size_t on = ((tag_t *)old)->size;
+          uint64_t oseed = ((tag_t *)old)->seed;
+          p = nm_realloc(old, n);
+          if (p == NULL) {
+            fail("realloc(%zu) failed", n);
+            slot[i] = NULL;
+            continue;
+          }
+          const uint8_t *b = p;
+          size_t keep = on < n ? on : n;
+          for (size_t k = sizeof(tag_t); k < keep; k++)
+            if (b[k] != (uint8_t)(oseed ^ (k * 37))) {
+              fail("realloc %zu -> %zu lost byte %zu", on, n, k);
+              break;
+            }
+          old = NULL;
+          break;
+        }
+        /* fall through */
+      case 1:
+        p = nm_calloc(1, n);
+        if (p != NULL)
+          for (size_t k = 0; k < n; k++)
+            if (((uint8_t *)p)[k] != 0) {
+              fail("calloc(1, %zu) byte %zu not zero", n, k);
+              break;
+            }
+        break;
+      default:
+        p = nm_malloc(n);
+        break;
+    }
+    if (p == NULL) {
+      fail("allocation of %zu bytes failed", n);
+      continue;
+    }
+    if ((uintptr_t)p % 16) fail("%p not 16-byte aligned", p);
+    if (nm_usable_size(p) < n) fail("usable size %zu < %zu", nm_usable_size(p), n);
+    tag_fill(p, n, x);
+    if (old != NULL) nm_free(old);
+    slot[i] = p;
+    /* Hand a block to whichever thread comes next; free what was there. */
+    if ((x >> 50) % 4 == 0 && slot[i] != NULL) {
+      void *theirs = atomic_exchange(&mt_shared[(x >> 56) % MT_SHARED], slot[i]);
+      slot[i] = NULL;
+      if (theirs != NULL) {
+        if (!tag_ok(theirs, NULL)) fail("shared block %p corrupted", theirs);
+        nm_free(theirs);
+      }
+    }
+  }
+  for (unsigned i = 0; i < MT_SLOTS; i++) {
+    if (slot[i] == NULL) continue;
+    if (!tag_ok(slot[i], NULL)) fail("block %p corrupted at the end", slot[i]);
+    nm_free(slot[i]);
+  }
+  free(slot);
+  return NULL;
+}
+
+Test(threads, concurrent_malloc_free_8_threads) {
+  pthread_t th[MT_THREADS];
+  for (uintptr_t t = 0; t < MT_THREADS; t++)
+    cr_assert_eq(pthread_create(&th[t], NULL, mixed, (void *)(t + 1)), 0);
+  atomic_store(&mt_go, 1);
+  for (unsigned t = 0; t < MT_THREADS; t++) pthread_join(th[t], NULL);
+  for (unsigned i = 0; i < MT_SHARED; i++) {
+    void *p = atomic_exchange(&mt_shared[i], NULL);
+    if (p == NULL) continue;
+    if (!tag_ok(p, NULL)) fail("shared block %p corrupted after the threads exited", p);
+    nm_free(p);
+  }
+  check_no_failures();
+  nm_totals_t t = totals();
+  cr_assert_leq(t.heaps, MT_THREADS, "%zu heaps for %d threads", t.heaps, MT_THREADS);
+  cr_assert_eq(t.heaps_active, 0u);
+  /* A second generation of threads adopts the heaps, collects the remote frees, and the pool
+   * does not grow. */
+  size_t before = t.page_bytes;
+  for (uintptr_t k = 0; k < MT_THREADS; k++)
+    cr_assert_eq(pthread_create(&th[k], NULL, mixed, (void *)(k + 100)), 0);
+  for (unsigned k = 0; k < MT_THREADS; k++) pthread_join(th[k], NULL);
+  for (unsigned i = 0; i < MT_SHARED; i++) {
+    void *p = atomic_exchange(&mt_shared[i], NULL);
+    if (p != NULL) nm_free(p);
+  }
+  check_no_failures();
+  t = totals();
+  cr_assert_leq(t.heaps, MT_THREADS, "second generation: %zu heaps for %d threads", t.heaps, MT_THREADS);
+  cr_assert_leq(t.page_bytes, 2 * before + ((size_t)4 << 20), "second generation grew the pool from %zu to %zu",
+                before, t.page_bytes);
+}
