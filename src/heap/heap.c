@@ -147,7 +147,7 @@ void nm_heap_release(nm_heap_t *h) {
     else if (pg->free != NULL || pg->capacity < pg->reserved) nm_page_queue_push(&h->avail[cls], pg);
     else pg->flags |= NM_PAGE_FULL;
   }
-  nm_segment_purge(h, 0);
+  nm_segment_purge(h, 1);   /* keep one segment: the next owner needs one anyway */
   h->purge_at_ms = 0;
   nm_tls_heap = &nm_heap_dead;
   h->state = NM_HEAP_ORPHAN;
