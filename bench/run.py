@@ -65,13 +65,15 @@ def parse_args():
     ap.add_argument("--nebula", help="nebula preload (default BUILD_DIR/preload/libnebula_preload.so)")
     ap.add_argument("--results-dir", default=os.path.join(ROOT, "bench", "results"), help="raw JSON goes here")
     ap.add_argument("--timeout", type=float, default=300, help="seconds before one run counts as failed")
+    ap.add_argument("--from-json", metavar="FILE",
+                    help="run nothing: print the tables of an earlier run's raw JSON (and write --out if given)")
     args = ap.parse_args()
     if args.runs < 1:
         ap.error("--runs must be >= 1")
     build = args.build_dir if os.path.isabs(args.build_dir) else os.path.join(ROOT, args.build_dir)
     args.bench_bin = os.path.abspath(args.bench_bin or os.path.join(build, "bench", "nm_bench"))
     args.nebula = os.path.abspath(args.nebula or os.path.join(build, "preload", "libnebula_preload.so"))
-    if args.out is None and not args.quick:
+    if args.out is None and not args.quick and not args.from_json:
         args.out = os.path.join(ROOT, "docs", "benchmarks.md")
     return args
 
@@ -115,8 +117,10 @@ def machine_info(args):
     pkgs = sh(["dpkg-query", "-W", "-f", "${Package} ${Version}\\n",
                "libjemalloc2", "libmimalloc2.0", "libtcmalloc-minimal4"])
     rev = sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
-    if rev and sh(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"]):
-        rev += " (work tree has uncommitted changes)"
+    # Only the allocator's own sources count as "dirty" (not bench/ or tests/).
+    if rev and sh(["git", "-C", ROOT, "status", "--porcelain", "--", "src", "preload", "include",
+                   "meson.build", "meson_options.txt"]):
+        rev += " + uncommitted changes in src/, preload/ or include/"
     return {
         "cpu": model,
         "nproc": os.cpu_count(),
@@ -158,7 +162,7 @@ def resolve_allocators(args):
     for name, env in ALLOCATORS:
         if wanted and name not in wanted:
             continue
-        env = {k: v.format(nebula=args.nebula) for k, v in env.items()}
+        env = {k: v.replace("{nebula}", args.nebula) for k, v in env.items()}
         pre = env.get("LD_PRELOAD")
         if pre and not os.path.exists(pre):
             notes.append("%s skipped: %s not found" % (name, pre))
@@ -356,8 +360,28 @@ def render_markdown(meta, summary, workloads, allocs, notes):
     return "\n".join(lines)
 
 
+def report(meta, summary, workloads, names, notes, out):
+    for title, table in tables(summary, workloads, names):
+        print("\n" + title + "\n" + table)
+    for n in notes:
+        print("note: " + n)
+    if out:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        with open(out, "w") as f:
+            f.write(render_markdown(meta, summary, workloads, names, notes))
+        print("report: " + os.path.relpath(out, os.getcwd()))
+
+
 def main():
     args = parse_args()
+    if args.from_json:
+        with open(args.from_json) as f:
+            d = json.load(f)
+        names = [a["name"] for a in d["meta"]["allocators"]]
+        workloads = list(dict.fromkeys(r["workload"] for r in d["records"]))
+        summary = summarise(d["records"], workloads, names)   # recomputed: same code as a live run
+        report(d["meta"], summary, workloads, names, d.get("notes", []), args.out)
+        return 0
     if not os.access(args.bench_bin, os.X_OK):
         sys.exit("run.py: %s not found; build first (scripts/bench.sh does)" % args.bench_bin)
     all_workloads = list_workloads(args.bench_bin)
@@ -414,16 +438,8 @@ def main():
     with open(json_path, "w") as f:
         json.dump({"meta": meta, "notes": notes, "summary": summary, "records": records}, f, indent=1)
 
-    for title, table in tables(summary, workloads, names):
-        print("\n" + title + "\n" + table)
-    for n in notes:
-        print("note: " + n)
+    report(meta, summary, workloads, names, notes, args.out)
     print("\nraw results: " + os.path.relpath(json_path, os.getcwd()))
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            f.write(render_markdown(meta, summary, workloads, names, notes))
-        print("report: " + os.path.relpath(args.out, os.getcwd()))
     failed = [r for r in records if "error" in r]
     return 1 if failed else 0
 

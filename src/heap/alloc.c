@@ -26,19 +26,19 @@ static NM_NOINLINE nm_page_t *nm_page_refill(nm_heap_t *h, unsigned cls) {
   while ((pg = h->avail[cls].first) != NULL) {
     nm_page_queue_remove(&h->avail[cls], pg);
     if (pg->free != NULL || nm_page_extend(pg)) goto found;
-    pg->flags |= NM_PAGE_FULL;
+    nm_page_flags_set(pg, NM_PAGE_FULL);
   }
   pg = nm_segment_page_alloc(h, nm_classes.slices[cls]);
   if (pg == NULL) return NULL;
   nm_page_init(pg, h, cls, nm_classes.size[cls]);
 found:
-  pg->flags &= (uint8_t)~NM_PAGE_FULL;
+  nm_page_flags_clear(pg, NM_PAGE_FULL);
   pg->used++;                      /* the current page's bias: never retired while current */
   h->current[cls] = pg;
   /* The old page is exhausted and on no list: its next local free puts it back in play. */
   if (old != &nm_page_empty) {
     if (--old->used == 0) nm_heap_page_retire(h, old);
-    else old->flags |= NM_PAGE_FULL;
+    else nm_page_flags_set(old, NM_PAGE_FULL);
   }
   return pg;
 }
@@ -107,7 +107,7 @@ void *nm_malloc(size_t n) {
 }
 
 void nm_free_slow(nm_page_t *pg, void *p) {
-  nm_block_t *b = (pg->flags & NM_PAGE_ALIGNED) ? nm_page_block_of(pg, p) : (nm_block_t *)p;
+  nm_block_t *b = (nm_page_flags(pg) & NM_PAGE_ALIGNED) ? nm_page_block_of(pg, p) : (nm_block_t *)p;
   nm_heap_t *h = nm_tls_heap;
   if (pg->heap != h) {
     nm_page_free_remote(pg, b);
@@ -116,7 +116,7 @@ void nm_free_slow(nm_page_t *pg, void *p) {
   b->next = pg->free;
   pg->free = b;
   if (pg->flags & NM_PAGE_FULL) {
-    pg->flags &= (uint8_t)~NM_PAGE_FULL;
+    nm_page_flags_clear(pg, NM_PAGE_FULL);
     if (h->current[pg->class_idx] != pg) nm_page_queue_push(&h->avail[pg->class_idx], pg);
   }
   if (--pg->used == 0) nm_heap_page_retire(h, pg);
@@ -220,7 +220,7 @@ static void *nm_pool_memalign(size_t a, size_t n) {
   uint8_t *b = nm_pool_alloc(h, cls);
   if (b == NULL) return NULL;
   uint8_t *p = (uint8_t *)(((uintptr_t)b + a - 1) & ~(uintptr_t)(a - 1));
-  if (p != b) nm_segment_page_of(b)->flags |= NM_PAGE_ALIGNED;
+  if (p != b) nm_page_flags_set(nm_segment_page_of(b), NM_PAGE_ALIGNED);
   return p;
 }
 
@@ -228,7 +228,7 @@ void *nm_memalign(size_t a, size_t n) {
   if (a <= NM_ALIGN) return nm_malloc(n);
   if (a > SIZE_MAX / 2 + 1) return nm_fail(EINVAL);
   if (a & (a - 1)) a = (size_t)1 << (64 - __builtin_clzll(a));   /* glibc rounds up */
-  if (n > PTRDIFF_MAX - a) return nm_fail(ENOMEM);
+  if (a > PTRDIFF_MAX || n > PTRDIFF_MAX - a) return nm_fail(ENOMEM);
   void *p = nm_pool_memalign(a, n);
   if (p == NULL && a <= NM_SLICE_SIZE && nm_router_backend(n) == NM_BACKEND_LARGE) {
     nm_heap_t *h = nm_heap_ready();   /* large blocks start on a slice */

@@ -15,7 +15,7 @@
 /* Same-thread pool hit: no lock, no atomic. NULL means "take the slow path". */
 static inline void *nm_alloc_fast(size_t n) {
   if (NM_LIKELY(n <= NM_POOL_LIMIT)) {
-    nm_page_t *pg = nm_tls_heap->current[nm_class_of[(n + NM_ALIGN - 1) / NM_ALIGN]];
+    nm_page_t *pg = nm_tls_heap->current[nm_router_lookup(n)];
     nm_block_t *b = pg->free;
     if (NM_LIKELY(b != NULL)) {
       pg->free = b->next;
@@ -32,7 +32,7 @@ void nm_free_slow(nm_page_t *pg, void *p);
 static inline bool nm_free_owned(void *p) {
   if (NM_UNLIKELY(!nm_segmap_contains(p))) return false;
   nm_page_t *pg = nm_segment_page_of(p);
-  if (NM_LIKELY(pg->heap == nm_tls_heap && pg->flags == 0)) {
+  if (NM_LIKELY(pg->heap == nm_tls_heap && nm_page_flags(pg) == 0)) {
     nm_block_t *b = p;
     b->next = pg->free;
     pg->free = b;

@@ -102,7 +102,7 @@ void nm_heap_collect_remote(nm_heap_t *h) {
     if (pg->used == 0) {             /* never the current page: it carries a bias */
       nm_heap_page_retire(h, pg);
     } else if ((pg->flags & NM_PAGE_FULL) && pg->free != NULL) {
-      pg->flags &= (uint8_t)~NM_PAGE_FULL;
+      nm_page_flags_clear(pg, NM_PAGE_FULL);
       if (!current) nm_page_queue_push(&h->avail[cls], pg);
     }
     pg = next;
@@ -145,7 +145,7 @@ void nm_heap_release(nm_heap_t *h) {
     h->current[cls] = &nm_page_empty;
     if (--pg->used == 0) nm_heap_page_retire(h, pg);   /* drop the current-page bias */
     else if (pg->free != NULL || pg->capacity < pg->reserved) nm_page_queue_push(&h->avail[cls], pg);
-    else pg->flags |= NM_PAGE_FULL;
+    else nm_page_flags_set(pg, NM_PAGE_FULL);
   }
   nm_segment_purge(h, 1);   /* keep one segment: the next owner needs one anyway */
   h->purge_at_ms = 0;

@@ -22,14 +22,19 @@ int nm_router_init(const nm_route_t *route) {
   nm_classes = layout;
   nm_route = *route;
   unsigned cls = 0;
+  /* Entry i serves requests i*16-15 .. i*16: pooled if its smallest request is, so a
+   * pool_max that is not a multiple of 16 is rounded up. Relaxed atomic stores: another
+   * thread's fast path may read the table while the first thread builds it (its heap is
+   * still the empty one then, so what it reads does not matter, but it must be a race-free
+   * read). */
   for (size_t i = 0; i < NM_CLASS_LOOKUP; i++) {
     size_t size = i * NM_ALIGN;
-    if (size > route->pool_max) {
-      nm_class_of[i] = NM_CLASS_NONE;
-      continue;
+    uint8_t c = NM_CLASS_NONE;
+    if (i == 0 || size - (NM_ALIGN - 1) <= route->pool_max) {
+      while (layout.size[cls] < size) cls++;
+      c = (uint8_t)cls;
     }
-    while (layout.size[cls] < size) cls++;
-    nm_class_of[i] = (uint8_t)cls;
+    __atomic_store_n(&nm_class_of[i], c, __ATOMIC_RELAXED);
   }
   return 0;
 }

@@ -29,11 +29,16 @@ extern nm_sizeclass_layout_t nm_classes;
 /* (size + 15) / 16 -> class, or NM_CLASS_NONE for sizes another backend serves. */
 extern uint8_t nm_class_of[NM_CLASS_LOOKUP];
 
+/* n <= NM_POOL_LIMIT. */
+static inline unsigned nm_router_lookup(size_t n) {
+  return __atomic_load_n(&nm_class_of[(n + NM_ALIGN - 1) / NM_ALIGN], __ATOMIC_RELAXED);
+}
+
 /* Build the tables; returns 0, or -1 (tables untouched) if the route is invalid. */
 int nm_router_init(const nm_route_t *route);
 
 static inline unsigned nm_router_class(size_t n) {
-  return NM_LIKELY(n <= NM_POOL_LIMIT) ? nm_class_of[(n + NM_ALIGN - 1) / NM_ALIGN] : NM_CLASS_NONE;
+  return NM_LIKELY(n <= NM_POOL_LIMIT) ? nm_router_lookup(n) : NM_CLASS_NONE;
 }
 
 static inline nm_backend_t nm_router_backend(size_t n) {

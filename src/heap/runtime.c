@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 
 #include "heap/heap.h"
+#include "system/system.h"
 
 static atomic_int nm_runtime_state;   /* 0 not started, 1 running, 2 ready */
 static int nm_runtime_result;
@@ -14,6 +15,7 @@ int nm_runtime_init(const nm_route_t *route) {
   int expected = 0;
   if (atomic_compare_exchange_strong(&nm_runtime_state, &expected, 1)) {
     int rc = 0;
+    nm_system_resolve_default();
     if (route == NULL || nm_router_init(route) != 0) {
       rc = (route == NULL) ? 0 : -1;
       nm_router_init(&nm_route_default);

@@ -39,7 +39,9 @@ bool nm_page_extend(nm_page_t *pg) {
 }
 
 uint32_t nm_page_collect_remote(nm_page_t *pg) {
-  nm_block_t *list = atomic_exchange_explicit(&pg->thread_free, NULL, memory_order_acquire);
+  /* acq_rel: the caller's read of pg->remote_next must stay before this exchange, which
+   * lets the next remote freer queue the page again (and write remote_next). */
+  nm_block_t *list = atomic_exchange_explicit(&pg->thread_free, NULL, memory_order_acq_rel);
   if (list == NULL) return 0;
   uint32_t n = 1;
   nm_block_t *tail = list;
@@ -59,7 +61,7 @@ void nm_page_free_remote(nm_page_t *pg, nm_block_t *b) {
   do {
     b->next = old;
   } while (!atomic_compare_exchange_weak_explicit(&pg->thread_free, &old, b,
-                                                  memory_order_release, memory_order_relaxed));
+                                                  memory_order_acq_rel, memory_order_relaxed));
   if (old != NULL) return;   /* the page is already queued on its heap */
   /* First remote free since the owner last collected: queue the page. Until the owner pops
    * it, the page holds an uncollected block, so it cannot be retired under us. */

@@ -15,6 +15,17 @@ uint32_t nm_page_collect_remote(nm_page_t *pg);
 /* Push b onto pg's remote list (any thread); tells the owner heap on the first one. */
 void nm_page_free_remote(nm_page_t *pg, nm_block_t *b);
 
+/* Flags are written by the owner and read by any thread that frees into the page. */
+static inline uint8_t nm_page_flags(const nm_page_t *pg) {
+  return __atomic_load_n(&pg->flags, __ATOMIC_RELAXED);
+}
+static inline void nm_page_flags_set(nm_page_t *pg, uint8_t bits) {
+  __atomic_store_n(&pg->flags, (uint8_t)(pg->flags | bits), __ATOMIC_RELAXED);
+}
+static inline void nm_page_flags_clear(nm_page_t *pg, uint8_t bits) {
+  __atomic_store_n(&pg->flags, (uint8_t)(pg->flags & ~bits), __ATOMIC_RELAXED);
+}
+
 /* The block that holds p (p may point inside it, after an aligned allocation). */
 static inline nm_block_t *nm_page_block_of(const nm_page_t *pg, const void *p) {
   size_t off = (size_t)((const uint8_t *)p - pg->start);

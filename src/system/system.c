@@ -1,5 +1,6 @@
 #include "system/system.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <string.h>
 
@@ -23,7 +24,18 @@ nm_system_t nm_system = {
   .malloc_stats = malloc_stats,
 };
 
+static bool nm_system_resolved;
+
+static void *nm_default_symbol(const char *name) {
+  return dlsym(RTLD_DEFAULT, name);
+}
+
+void nm_system_resolve_default(void) {
+  if (!nm_system_resolved) nm_system_resolve(nm_default_symbol);
+}
+
 void nm_system_resolve(void *(*lookup)(const char *name)) {
+  nm_system_resolved = true;
   void *f;
 #define NM_RESOLVE(field, name) \
   if ((f = lookup(name)) != NULL) *(void **)&nm_system.field = f;

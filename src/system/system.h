@@ -22,13 +22,17 @@ typedef struct nm_system_s {
   void (*malloc_stats)(void);
 } nm_system_t;
 
-/* Functions of the next allocator. Library builds start with glibc's own; the preload
- * fills it with dlsym(RTLD_NEXT) at start-up. */
+/* Functions of the next allocator. They start as glibc's __libc_* entry points (safe in
+ * the preload before it has looked anything up); nm_system_resolve replaces them all with
+ * one family, so a block never goes to another allocator's free. */
 extern nm_system_t nm_system;
 
-/* Fill nm_system from lookup(name) (dlsym(RTLD_NEXT) in the preload); names it cannot
- * find keep glibc's __libc_* versions where glibc has one. */
+/* Fill nm_system from lookup(name): dlsym(RTLD_NEXT) in the preload. Names lookup cannot
+ * find keep their previous function. */
 void nm_system_resolve(void *(*lookup)(const char *name));
+/* Library builds (no preload): the program's own malloc family, found with
+ * dlsym(RTLD_DEFAULT) — glibc's, or a sanitizer's — unless nm_system_resolve ran. */
+void nm_system_resolve_default(void);
 
 void *nm_system_malloc(size_t n);
 void *nm_system_calloc(size_t count, size_t size);

@@ -7,6 +7,7 @@
 
 #include "heap/alloc.h"
 #include "heap/introspect.h"
+#include "heap/router.h"
 #include "heap/runtime.h"
 #include "nm_types.h"
 #include "pool/segmap.h"
@@ -249,23 +250,27 @@ Test(pool, free_everything_then_trim_returns_memory) {
 
 /* Beyond the purge threshold, free gives memory back by itself. */
 Test(pool, free_purges_past_threshold) {
-  enum { N = 24 * 1024 };   /* 24 MiB of 1 KiB blocks */
-  static void *p[N];
-  for (size_t i = 0; i < N; i++) {
+  cr_assert_eq(nm_runtime_init(NULL), 0);
+  size_t total = nm_route.purge_threshold + ((size_t)24 << 20);   /* 1 KiB blocks */
+  size_t n = total / 1024;
+  void **p = calloc(n, sizeof *p);
+  cr_assert_not_null(p);
+  for (size_t i = 0; i < n; i++) {
     p[i] = nm_malloc(1024);
     cr_assert_not_null(p[i]);
     memset(p[i], 0x5a, 1024);
   }
   nm_totals_t peak = totals();
-  cr_assert_geq(peak.mapped, (size_t)24 << 20);
-  for (size_t i = 0; i < N; i++) nm_free(p[i]);
+  cr_assert_geq(peak.mapped, total);
+  for (size_t i = 0; i < n; i++) nm_free(p[i]);
   nm_totals_t after = totals();
   cr_assert_leq(after.dirty, nm_route.purge_threshold, "%zu dirty bytes kept, threshold %zu", after.dirty,
                 nm_route.purge_threshold);
-  /* Empty segments beyond the one kept are unmapped at each purge: at least two of the ~7 go. */
+  /* Empty segments beyond the one kept are unmapped at the purge: at least two go. */
   cr_assert_leq(after.mapped + 2 * NM_SEG_SIZE, peak.mapped,
-                "freeing 24 MiB without a trim unmapped too little: %zu of %zu bytes still mapped", after.mapped,
-                peak.mapped);
+                "freeing %zu MiB without a trim unmapped too little: %zu of %zu bytes still mapped", total >> 20,
+                after.mapped, peak.mapped);
+  free(p);
 }
 
 Test(pool, calloc_zeroes_reused_blocks) {
@@ -310,31 +315,70 @@ Test(pool, calloc_zeroes_reused_blocks) {
   nm_free(z);
 }
 
-Test(pool, big_sizes_go_to_the_system) {
-  /* The tables are built on the first request; build them now to read pool_max. */
+/* Above pool_max: the large backend (one block per page of slices, ours) up to large_max,
+ * the system beyond. Every such block is usable, writable, zeroed by calloc, and frees. */
+Test(pool, big_sizes_by_backend) {
   cr_assert_eq(nm_runtime_init(NULL), 0);
-  size_t max = nm_route.pool_max;
+  size_t max = nm_route.pool_max, large = nm_route.large_max;
   void *at_max = nm_malloc(max);
   cr_assert(nm_segmap_contains(at_max));
-  size_t sizes[] = { max + 1, max + 4096, 100000, (size_t)1 << 20, (size_t)16 << 20 };
+  size_t sizes[] = { max + 1, max + 4096, 100000, (size_t)1 << 20, large, large + 1, (size_t)16 << 20 };
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
     size_t n = sizes[i];
     if (n <= max) continue;
+    bool ours = n <= large;
+    cr_assert_eq(nm_router_backend(n), ours ? NM_BACKEND_LARGE : NM_BACKEND_SYSTEM, "size %zu", n);
     uint8_t *p = nm_malloc(n);
     cr_assert_not_null(p, "malloc(%zu)", n);
-    cr_assert_not(nm_segmap_contains(p), "malloc(%zu) above pool_max %zu landed in the pool", n, max);
+    cr_assert_eq(nm_segmap_contains(p), ours, "malloc(%zu) (pool_max %zu, large_max %zu): ours %d", n, max, large,
+                 nm_segmap_contains(p));
     cr_assert_eq((uintptr_t)p % 16, 0u);
     size_t u = nm_usable_size(p);
     cr_assert_geq(u, n, "malloc(%zu): usable size %zu", n, u);
     memset(p, 0x3c, u);
     cr_assert_eq(all_bytes(p, u, 0x3c), u);
     nm_free(p);
-    /* zeroed memory from the system as well */
+    /* calloc: the dirty block just freed may come back; it must read zero */
     p = nm_calloc(1, n);
     cr_assert_not_null(p);
-    cr_assert_not(nm_segmap_contains(p));
-    cr_assert_eq(all_bytes(p, n, 0), n, "calloc(1, %zu) from the system not zeroed", n);
+    cr_assert_eq(nm_segmap_contains(p), ours);
+    cr_assert_eq(all_bytes(p, n, 0), n, "calloc(1, %zu) not zeroed at byte %zu", n, all_bytes(p, n, 0));
     nm_free(p);
   }
   nm_free(at_max);
+}
+
+/* Large blocks: page-sized, start on a slice, freed pages return to the segment. */
+Test(pool, large_blocks) {
+  cr_assert_eq(nm_runtime_init(NULL), 0);
+  size_t max = nm_route.pool_max, large = nm_route.large_max;
+  if (large <= max) return;   /* no large backend in this route */
+  enum { N = 40 };
+  uint8_t *p[N];
+  size_t len[N];
+  nm_totals_t t0 = totals();
+  for (unsigned i = 0; i < N; i++) {
+    len[i] = max + 1 + (size_t)i * ((large - max - 1) / N);
+    p[i] = nm_malloc(len[i]);
+    cr_assert_not_null(p[i], "malloc(%zu)", len[i]);
+    cr_assert(nm_segmap_contains(p[i]));
+    cr_assert_eq((uintptr_t)p[i] % NM_SLICE_SIZE, 0u, "large block %p does not start on a slice", (void *)p[i]);
+    cr_assert_geq(nm_usable_size(p[i]), len[i]);
+    fill(p[i], len[i], i);
+  }
+  for (unsigned i = 0; i < N; i++) cr_assert_eq(verify(p[i], len[i], i), len[i], "large block %u overwritten", i);
+  nm_totals_t t1 = totals();
+  for (unsigned i = 0; i < N; i++) nm_free(p[i]);
+  nm_totals_t t2 = totals();
+  cr_assert_leq(t2.page_bytes, t0.page_bytes + NM_SLICE_SIZE, "freed large blocks keep %zu bytes in pages (%zu before)",
+                t2.page_bytes, t0.page_bytes);
+  cr_assert_gt(t1.page_bytes, t2.page_bytes);
+  /* calloc of large blocks reusing the dirty slices just freed */
+  for (unsigned i = 0; i < 8; i++) {
+    uint8_t *q = nm_calloc(len[N - 1 - i], 1);
+    cr_assert_not_null(q);
+    cr_assert_eq(all_bytes(q, len[N - 1 - i], 0), len[N - 1 - i], "large calloc %u not zeroed", i);
+    memset(q, 0xee, len[N - 1 - i]);
+    nm_free(q);
+  }
 }
