@@ -78,6 +78,7 @@ struct nm_segment_s {
   nm_segment_t *next, *prev;    /* heap's segment list */
   uint64_t free_mask;           /* slices not in a page */
   uint64_t dirty_mask;          /* free slices whose memory may still be resident */
+  uint64_t aged_mask;           /* dirty slices already dirty at the heap's last purge tick */
   nm_page_t slices[NM_SEG_SLICES];
 };
 

@@ -117,23 +117,28 @@ void nm_heap_page_retire(nm_heap_t *h, nm_page_t *pg) {
   nm_heap_purge_due(h);
 }
 
-/* Purge when freed memory piles up past the threshold, or has waited purge_delay_ms for
- * reuse: memory freed and soon reused (the common case) never goes back to the kernel. */
+/* Purge at once when freed memory piles up past the threshold. Below it, a tick every
+ * purge_delay_ms purges what was already dirty at the previous tick: memory freed and
+ * soon reused (the common case) never goes back to the kernel, and memory left unused
+ * goes back after one to two delays. */
 void nm_heap_purge_due(nm_heap_t *h) {
   if (h->dirty_bytes == 0) return;
   uint64_t now = nm_os_now_ms();
-  if (h->dirty_bytes > nm_route.purge_threshold || (h->purge_at_ms != 0 && now >= h->purge_at_ms)) {
-    nm_segment_purge(h, 1);
+  if (h->dirty_bytes > nm_route.purge_threshold) {
+    nm_segment_purge(h, 1, false);
     h->purge_at_ms = 0;
   } else if (h->purge_at_ms == 0) {
     h->purge_at_ms = now + nm_route.purge_delay_ms;
+  } else if (now >= h->purge_at_ms) {
+    nm_segment_purge(h, 1, true);
+    h->purge_at_ms = h->dirty_bytes ? now + nm_route.purge_delay_ms : 0;
   }
 }
 
 void nm_heap_trim(nm_heap_t *h) {
   if (h->state != NM_HEAP_ACTIVE) return;
   nm_heap_collect_remote(h);
-  nm_segment_purge(h, 0);
+  nm_segment_purge(h, 0, false);
   h->purge_at_ms = 0;
 }
 
@@ -147,7 +152,7 @@ void nm_heap_release(nm_heap_t *h) {
     else if (pg->free != NULL || pg->capacity < pg->reserved) nm_page_queue_push(&h->avail[cls], pg);
     else nm_page_flags_set(pg, NM_PAGE_FULL);
   }
-  nm_segment_purge(h, 1);   /* keep one segment: the next owner needs one anyway */
+  nm_segment_purge(h, 1, false);   /* keep one segment: the next owner needs one anyway */
   h->purge_at_ms = 0;
   nm_tls_heap = &nm_heap_dead;
   h->state = NM_HEAP_ORPHAN;

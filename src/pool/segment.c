@@ -54,6 +54,7 @@ static nm_page_t *nm_segment_take(nm_heap_t *h, nm_segment_t *s, unsigned at, un
   s->free_mask &= ~run;
   uint64_t reused = s->dirty_mask & run;   /* resident already: no fault, no longer dirty */
   s->dirty_mask &= ~reused;
+  s->aged_mask &= ~reused;
   h->dirty_bytes -= (size_t)__builtin_popcountll(reused) << NM_SLICE_SHIFT;
   h->page_bytes += (size_t)n << NM_SLICE_SHIFT;
   /* Purged slices read zero again; dirty ones keep whatever the last page left. */
@@ -100,6 +101,7 @@ bool nm_segment_page_grow(nm_heap_t *h, nm_page_t *pg, unsigned n) {
   s->free_mask &= ~run;
   uint64_t reused = s->dirty_mask & run;
   s->dirty_mask &= ~reused;
+  s->aged_mask &= ~reused;
   h->dirty_bytes -= (size_t)__builtin_popcountll(reused) << NM_SLICE_SHIFT;
   h->page_bytes += (size_t)(n - have) << NM_SLICE_SHIFT;
   for (unsigned i = have; i < n; i++) {
@@ -124,33 +126,39 @@ void nm_segment_page_free(nm_heap_t *h, nm_page_t *pg) {
   h->seg_hint = s;
 }
 
-void nm_segment_purge(nm_heap_t *h, unsigned keep) {
+static void nm_purge_runs(nm_segment_t *s, uint64_t mask) {
+  while (mask) {
+    unsigned at = (unsigned)__builtin_ctzll(mask);
+    uint64_t rest = mask >> at;
+    unsigned len = (~rest == 0) ? 64 - at : (unsigned)__builtin_ctzll(~rest);
+    nm_os_purge((uint8_t *)s + ((size_t)at << NM_SLICE_SHIFT), (size_t)len << NM_SLICE_SHIFT);
+    uint64_t run = (len >= 64) ? NM_ALL_SLICES : (((uint64_t)1 << len) - 1);
+    mask &= ~(run << at);
+  }
+}
+
+void nm_segment_purge(nm_heap_t *h, unsigned keep, bool aged_only) {
   int saved = errno;
   unsigned empty_kept = 0;
   nm_segment_t *s = h->segments;
   while (s != NULL) {
     nm_segment_t *next = s->next;
-    if (s->free_mask == NM_USABLE_SLICES) {
-      if (empty_kept >= keep) {
+    uint64_t purge = aged_only ? (s->dirty_mask & s->aged_mask) : s->dirty_mask;
+    if (s->free_mask == NM_USABLE_SLICES && s->dirty_mask == purge) {
+      if (empty_kept >= keep) {      /* wholly free, nothing recent in it: unmap */
+        h->dirty_bytes -= (size_t)__builtin_popcountll(s->dirty_mask) << NM_SLICE_SHIFT;
         nm_segment_destroy(h, s);
         s = next;
         continue;
       }
       empty_kept++;
     }
-    uint64_t dirty = s->dirty_mask;
-    while (dirty) {
-      unsigned at = (unsigned)__builtin_ctzll(dirty);
-      uint64_t rest = dirty >> at;
-      unsigned len = (~rest == 0) ? 64 - at : (unsigned)__builtin_ctzll(~rest);
-      nm_os_purge((uint8_t *)s + ((size_t)at << NM_SLICE_SHIFT), (size_t)len << NM_SLICE_SHIFT);
-      uint64_t run = (len >= 64) ? NM_ALL_SLICES : (((uint64_t)1 << len) - 1);
-      dirty &= ~(run << at);
-    }
-    s->dirty_mask = 0;
+    nm_purge_runs(s, purge);
+    s->dirty_mask &= ~purge;
+    s->aged_mask = s->dirty_mask;    /* what is still dirty is due at the next tick */
+    h->dirty_bytes -= (size_t)__builtin_popcountll(purge) << NM_SLICE_SHIFT;
     s = next;
   }
-  h->dirty_bytes = 0;
   errno = saved;
 }
 

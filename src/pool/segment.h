@@ -24,8 +24,10 @@ nm_page_t *nm_segment_page_alloc(nm_heap_t *h, unsigned slices);
 bool nm_segment_page_grow(nm_heap_t *h, nm_page_t *pg, unsigned n);
 /* Return an empty page's slices to its segment; they stay resident until nm_segment_purge. */
 void nm_segment_page_free(nm_heap_t *h, nm_page_t *pg);
-/* Give h's freed slices back to the OS and unmap wholly free segments, keeping `keep`. */
-void nm_segment_purge(nm_heap_t *h, unsigned keep);
+/* Give h's freed slices back to the OS and unmap wholly free segments, keeping `keep`.
+ * aged_only: only slices that were dirty at the previous call already (so memory is purged
+ * after one to two purge periods without reuse); the rest become aged. */
+void nm_segment_purge(nm_heap_t *h, unsigned keep, bool aged_only);
 /* Bytes of h's segments currently mapped. */
 size_t nm_segment_mapped_bytes(const nm_heap_t *h);
 
