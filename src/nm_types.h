@@ -36,6 +36,8 @@
 #define NM_CLASS_NONE   (NM_CLASS_MAX - 1)
 /* Pages holding one large block (above pool_max, up to the router's large_max). */
 #define NM_CLASS_LARGE  (NM_CLASS_MAX - 2)
+/* Bump regions (pages whose blocks are carved by a moving cursor). */
+#define NM_CLASS_BUMP   (NM_CLASS_MAX - 3)
 /* The largest block a segment can hold: every slice but the header's. */
 #define NM_LARGE_LIMIT  ((NM_SEG_SLICES - 1) * NM_SLICE_SIZE)
 
@@ -51,6 +53,7 @@ struct nm_block_s {
 enum {
   NM_PAGE_FULL    = 1u << 0,  /* no free block when it was last current: on no list */
   NM_PAGE_ALIGNED = 1u << 1,  /* handed out interior (over-aligned) pointers */
+  NM_PAGE_BUMP    = 1u << 2,  /* a bump region: a local free only counts, never writes */
 };
 
 struct nm_page_s {
@@ -90,6 +93,7 @@ enum { NM_HEAP_EMPTY = 0, NM_HEAP_ACTIVE, NM_HEAP_ORPHAN, NM_HEAP_DEAD };
 
 struct nm_heap_s {
   nm_page_t *current[NM_CLASS_MAX];     /* the page each class allocates from */
+  nm_page_t *bump;                      /* the bump region allocations are carved from */
   _Atomic(nm_page_t *) remote_pages;   /* pages that received remote frees */
   nm_page_queue_t avail[NM_CLASS_MAX]; /* other pages of the class with free blocks */
   nm_segment_t *segments;

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "bump/bump.h"
 #include "heap/runtime.h"
 #include "os/os.h"
 #include "system/system.h"
@@ -88,10 +89,12 @@ static void *nm_large_alloc(nm_heap_t *h, size_t n) {
 static void *nm_alloc_routed(size_t n) {
   nm_heap_t *h = nm_heap_ready();
   if (NM_UNLIKELY(h == NULL)) return nm_system_malloc(n);
-  unsigned cls = nm_router_class(n);
-  if (cls != NM_CLASS_NONE) return nm_pool_alloc(h, cls);
-  if (n <= nm_route.large_max) return nm_large_alloc(h, n);
-  return nm_system_malloc(n);
+  switch (nm_router_backend(n)) {
+  case NM_BACKEND_BUMP: return nm_bump_alloc(h, n);
+  case NM_BACKEND_POOL: return nm_pool_alloc(h, nm_router_lookup(n));
+  case NM_BACKEND_LARGE: return nm_large_alloc(h, n);
+  default: return nm_system_malloc(n);
+  }
 }
 
 void *nm_malloc_slow(size_t n) {
@@ -107,8 +110,16 @@ void *nm_malloc(size_t n) {
 }
 
 void nm_free_slow(nm_page_t *pg, void *p) {
-  nm_block_t *b = (nm_page_flags(pg) & NM_PAGE_ALIGNED) ? nm_page_block_of(pg, p) : (nm_block_t *)p;
   nm_heap_t *h = nm_tls_heap;
+  uint8_t flags = nm_page_flags(pg);
+  if (flags & NM_PAGE_BUMP) {
+    /* A bump region only counts its blocks: a local free touches no block memory, which
+     * is what makes freeing a request's many cold objects cheap. */
+    if (pg->heap != h) nm_page_free_remote(pg, p);
+    else if (--pg->used == 0) nm_heap_page_retire(h, pg);
+    return;
+  }
+  nm_block_t *b = (flags & NM_PAGE_ALIGNED) ? nm_page_block_of(pg, p) : (nm_block_t *)p;
   if (pg->heap != h) {
     nm_page_free_remote(pg, b);
     return;
@@ -142,6 +153,10 @@ void *nm_calloc(size_t count, size_t size) {
     p = nm_large_alloc(h, n);
     if (p != NULL && !nm_segment_page_of(p)->zeroed) memset(p, 0, n);
     break;
+  case NM_BACKEND_BUMP:
+    p = nm_bump_alloc(h, n);   /* a rewound region holds old data */
+    if (p != NULL) memset(p, 0, n);
+    break;
   default:
     p = nm_system_calloc(1, n);   /* the system knows which of its pages are fresh zeros */
     break;
@@ -167,6 +182,10 @@ void *nm_realloc(void *p, size_t n) {
   if (nm_segmap_contains(p)) {
     nm_page_t *pg = nm_segment_page_of(p);
     old = nm_page_usable(pg, p);
+    /* The last bump block grows and shrinks in place. */
+    if (pg->class_idx == NM_CLASS_BUMP && h != NULL && pg->heap == h && to == NM_BACKEND_BUMP &&
+        nm_bump_resize(h, pg, p, n))
+      return p;
     /* Fits, and would not waste more than half the block: stay. */
     if (n <= old && n >= old / 2) return p;
     /* A large block grows in place over the free slices after it. */

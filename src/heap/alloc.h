@@ -6,22 +6,28 @@
 
 #include <stddef.h>
 
+#include "bump/bump.h"
 #include "heap/heap.h"
 #include "heap/router.h"
 #include "pool/page.h"
 #include "pool/segment.h"
 #include "pool/segmap.h"
 
-/* Same-thread pool hit: no lock, no atomic. NULL means "take the slow path". */
+/* Same-thread pool hit, or bump region with room: no lock, no atomic. NULL means "take
+ * the slow path". The bump check runs only after a pool miss (bump sizes have an empty
+ * current page), so pool hits pay nothing for it. */
 static inline void *nm_alloc_fast(size_t n) {
   if (NM_LIKELY(n <= NM_POOL_LIMIT)) {
-    nm_page_t *pg = nm_tls_heap->current[nm_router_lookup(n)];
+    unsigned c = nm_router_lookup(n);
+    nm_heap_t *h = nm_tls_heap;
+    nm_page_t *pg = h->current[c];
     nm_block_t *b = pg->free;
     if (NM_LIKELY(b != NULL)) {
       pg->free = b->next;
       pg->used++;
       return b;
     }
+    if (c == NM_CLASS_BUMP) return nm_bump_alloc_fast(h, n);
   }
   return NULL;
 }

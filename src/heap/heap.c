@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "bump/bump.h"
 #include "heap/router.h"
 #include "os/os.h"
 #include "pool/page.h"
@@ -144,6 +145,7 @@ void nm_heap_trim(nm_heap_t *h) {
 
 void nm_heap_release(nm_heap_t *h) {
   nm_heap_collect_remote(h);
+  nm_bump_release(h);
   for (unsigned cls = 0; cls < NM_CLASS_MAX; cls++) {
     nm_page_t *pg = h->current[cls];
     if (pg == &nm_page_empty) continue;

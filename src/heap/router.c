@@ -8,33 +8,80 @@ const nm_route_t nm_route_default = {
   .classes_per_doubling = 4,
   .purge_threshold = (size_t)32 << 20,
   .purge_delay_ms = 50,
+  .bump_region = (size_t)1 << 20,
 };
 
 nm_route_t nm_route;
 nm_sizeclass_layout_t nm_classes;
 uint8_t nm_class_of[NM_CLASS_LOOKUP];
 
+/* The backend a route's ranges give n (ranges cover every size, in order). */
+static nm_backend_id_t nm_range_backend(const nm_route_t *r, size_t n) {
+  for (unsigned i = 0; i < r->range_count; i++)
+    if (n >= r->ranges[i].lo && n <= r->ranges[i].hi) return r->ranges[i].backend;
+  return NM_ROUTE_SYSTEM;
+}
+
+static nm_backend_t nm_route_backend(const nm_route_t *r, size_t n) {
+  switch (nm_range_backend(r, n)) {
+  case NM_ROUTE_BUMP:
+    /* A block must fit a region with room to spare; bigger ones go to pool slices. */
+    if (n <= r->bump_region / 4) return NM_BACKEND_BUMP;
+    /* fall through */
+  case NM_ROUTE_POOL:
+    if (n <= r->pool_max) return NM_BACKEND_POOL;
+    return n <= r->large_max ? NM_BACKEND_LARGE : NM_BACKEND_SYSTEM;
+  default:
+    return NM_BACKEND_SYSTEM;
+  }
+}
+
+nm_backend_t nm_router_backend_above(size_t n) {
+  return nm_route_backend(&nm_route, n);
+}
+
 int nm_router_init(const nm_route_t *route) {
   nm_sizeclass_layout_t layout;
   memset(&layout, 0, sizeof layout);
   if (nm_sizeclass_build(&layout, route->classes_per_doubling, route->pool_max) != 0) return -1;
   if (route->large_max > NM_LARGE_LIMIT) return -1;
+  if (route->bump_region < NM_SLICE_SIZE || route->bump_region > NM_LARGE_LIMIT) return -1;
+  nm_route_t r = *route;
+  if (r.range_count == 0) {
+    r.range_count = 1;
+    r.ranges[0] = (nm_route_range_t){ 0, SIZE_MAX, NM_ROUTE_POOL };
+  }
   nm_classes = layout;
-  nm_route = *route;
+  nm_route = r;
   unsigned cls = 0;
-  /* Entry i serves requests i*16-15 .. i*16: pooled if its smallest request is, so a
-   * pool_max that is not a multiple of 16 is rounded up. Relaxed atomic stores: another
-   * thread's fast path may read the table while the first thread builds it (its heap is
-   * still the empty one then, so what it reads does not matter, but it must be a race-free
-   * read). */
+  /* Entry i serves requests i*16-15 .. i*16, routed by its largest request (a pool_max
+   * that is not a multiple of 16 is rounded up). Relaxed atomic stores: another thread's
+   * fast path may read the table while the first thread builds it (its heap is still the
+   * empty one then, so what it reads does not matter, but the read must be race-free). */
   for (size_t i = 0; i < NM_CLASS_LOOKUP; i++) {
     size_t size = i * NM_ALIGN;
-    uint8_t c = NM_CLASS_NONE;
-    if (i == 0 || size - (NM_ALIGN - 1) <= route->pool_max) {
+    size_t lowest = i == 0 ? 0 : size - (NM_ALIGN - 1);
+    uint8_t c;
+    switch (nm_route_backend(&r, lowest)) {
+    case NM_BACKEND_POOL:
       while (layout.size[cls] < size) cls++;
       c = (uint8_t)cls;
+      break;
+    case NM_BACKEND_LARGE: c = NM_CLASS_LARGE; break;
+    case NM_BACKEND_BUMP: c = NM_CLASS_BUMP; break;
+    default: c = NM_CLASS_NONE; break;
     }
     __atomic_store_n(&nm_class_of[i], c, __ATOMIC_RELAXED);
   }
   return 0;
+}
+
+void nm_route_from_config(const nm_config_t *cfg, nm_route_t *route) {
+  *route = nm_route_default;
+  route->classes_per_doubling = cfg->classes_per_doubling;
+  route->purge_threshold = cfg->purge_threshold;
+  route->purge_delay_ms = cfg->purge_delay_ms;
+  route->bump_region = cfg->bump_region;
+  route->range_count = cfg->range_count;
+  memcpy(route->ranges, cfg->ranges, sizeof route->ranges);
 }

@@ -1,32 +1,39 @@
 /* The router: size -> class -> backend, one table lookup. The table is built once from a
- * route description (the configuration issue makes it user-selectable). */
+ * route: size ranges and their backends (NEBULA_MEM_CONFIG's route= and strategies). */
 #ifndef NM_ROUTER_H
 #define NM_ROUTER_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/config.h"
 #include "nm_types.h"
 #include "pool/sizeclass.h"
 
 typedef enum nm_backend_e {
   NM_BACKEND_POOL = 0,     /* size classes */
   NM_BACKEND_LARGE = 1,    /* pool slices, one block per page */
-  NM_BACKEND_SYSTEM = 2,   /* the next allocator */
+  NM_BACKEND_BUMP = 2,     /* per-thread bump regions */
+  NM_BACKEND_SYSTEM = 3,   /* the next allocator */
 } nm_backend_t;
 
 typedef struct nm_route_s {
   size_t pool_max;                /* largest request served by pool size classes */
-  size_t large_max;               /* up to this, one block per page of pool slices; above: system */
+  size_t large_max;               /* pool requests above pool_max up to this get a page each */
   unsigned classes_per_doubling;  /* 4: waste <= 25%; 8: waste <= 12.5% */
   size_t purge_threshold;         /* freed bytes a heap may keep resident: beyond, purge now */
   unsigned purge_delay_ms;        /* below it, freed memory is purged once it is this old */
+  size_t bump_region;             /* bytes of one bump region */
+  /* Which backend serves which sizes; 0 ranges: pool up to large_max, system above. Pool
+   * ranges above large_max go to the system, bump requests too big for a region to pool. */
+  unsigned range_count;
+  nm_route_range_t ranges[NM_CONFIG_MAX_RANGES];
 } nm_route_t;
 
 extern const nm_route_t nm_route_default;
 extern nm_route_t nm_route;
 extern nm_sizeclass_layout_t nm_classes;
-/* (size + 15) / 16 -> class, or NM_CLASS_NONE for sizes another backend serves. */
+/* (size + 15) / 16 -> class, NM_CLASS_LARGE, NM_CLASS_BUMP or NM_CLASS_NONE (system). */
 extern uint8_t nm_class_of[NM_CLASS_LOOKUP];
 
 /* n <= NM_POOL_LIMIT. */
@@ -36,14 +43,25 @@ static inline unsigned nm_router_lookup(size_t n) {
 
 /* Build the tables; returns 0, or -1 (tables untouched) if the route is invalid. */
 int nm_router_init(const nm_route_t *route);
+/* The route a configuration asks for. */
+void nm_route_from_config(const nm_config_t *cfg, nm_route_t *route);
 
+/* Pool size class of n, or NM_CLASS_NONE when another backend serves n. */
 static inline unsigned nm_router_class(size_t n) {
-  return NM_LIKELY(n <= NM_POOL_LIMIT) ? nm_router_lookup(n) : NM_CLASS_NONE;
+  if (NM_UNLIKELY(n > NM_POOL_LIMIT)) return NM_CLASS_NONE;
+  unsigned c = nm_router_lookup(n);
+  return c < NM_CLASS_BUMP ? c : NM_CLASS_NONE;
 }
 
+nm_backend_t nm_router_backend_above(size_t n);
+
 static inline nm_backend_t nm_router_backend(size_t n) {
-  if (nm_router_class(n) != NM_CLASS_NONE) return NM_BACKEND_POOL;
-  return n <= nm_route.large_max ? NM_BACKEND_LARGE : NM_BACKEND_SYSTEM;
+  if (NM_UNLIKELY(n > NM_POOL_LIMIT)) return nm_router_backend_above(n);
+  unsigned c = nm_router_lookup(n);
+  if (c < NM_CLASS_BUMP) return NM_BACKEND_POOL;
+  if (c == NM_CLASS_LARGE) return NM_BACKEND_LARGE;
+  if (c == NM_CLASS_BUMP) return NM_BACKEND_BUMP;
+  return NM_BACKEND_SYSTEM;
 }
 
 #endif

@@ -33,6 +33,8 @@ static inline nm_block_t *nm_page_block_of(const nm_page_t *pg, const void *p) {
 }
 
 static inline size_t nm_page_usable(const nm_page_t *pg, const void *p) {
+  if (pg->class_idx == NM_CLASS_BUMP)   /* bump blocks carry their size in a header */
+    return *(const size_t *)((const uint8_t *)p - 16);
   return pg->block_size - (size_t)((const uint8_t *)p - (const uint8_t *)nm_page_block_of(pg, p));
 }
 

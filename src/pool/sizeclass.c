@@ -15,7 +15,7 @@ int nm_sizeclass_build(nm_sizeclass_layout_t *layout, unsigned k, size_t max_siz
   if (max_size < NM_ALIGN || max_size > NM_POOL_LIMIT) return -1;
   unsigned n = 0;
   size_t size = NM_ALIGN;
-  while ((n == 0 || layout->size[n - 1] < max_size) && n < NM_CLASS_LARGE) {
+  while ((n == 0 || layout->size[n - 1] < max_size) && n < NM_CLASS_BUMP) {
     layout->size[n] = (uint32_t)size;
     layout->slices[n] = (uint8_t)nm_sizeclass_page_slices(size);
     n++;

@@ -1,0 +1,66 @@
+#include "bump/bump.h"
+
+#include "heap/heap.h"
+#include "heap/router.h"
+#include "pool/segment.h"
+
+static inline size_t nm_bump_need(size_t n) {
+  return NM_BUMP_HEADER + ((n + NM_ALIGN - 1 + (n == 0)) & ~(size_t)(NM_ALIGN - 1));
+}
+
+/* The current region has no room for need bytes: rewind it if nothing in it lives,
+ * otherwise start a new one. The current region carries a +1 bias in used, so frees never
+ * retire it under us. */
+static NM_NOINLINE nm_page_t *nm_bump_refill(nm_heap_t *h, size_t need) {
+  nm_page_t *old = h->bump;
+  if (old != NULL && old->used == 1) {
+    old->capacity = 0;      /* everything freed: recycle the region whole */
+    if (need <= old->reserved) return old;
+  }
+  unsigned slices = (unsigned)(nm_route.bump_region >> NM_SLICE_SHIFT);
+  nm_page_t *pg = nm_segment_page_alloc(h, slices);
+  if (pg == NULL) return NULL;
+  pg->heap = h;
+  pg->class_idx = NM_CLASS_BUMP;
+  pg->block_size = 0;
+  pg->capacity = 0;                                   /* the cursor, in bytes */
+  pg->reserved = (uint32_t)((size_t)slices << NM_SLICE_SHIFT);
+  pg->used = 1;                                       /* the current region's bias */
+  pg->flags = NM_PAGE_BUMP;
+  h->bump = pg;
+  if (old != NULL && --old->used == 0) nm_heap_page_retire(h, old);
+  return pg;
+}
+
+void *nm_bump_alloc(nm_heap_t *h, size_t n) {
+  size_t need = nm_bump_need(n);
+  nm_page_t *pg = h->bump;
+  if (NM_UNLIKELY(pg == NULL || pg->capacity + need > pg->reserved)) {
+    pg = nm_bump_refill(h, need);
+    if (pg == NULL) return NULL;
+  }
+  uint8_t *header = pg->start + pg->capacity;
+  pg->capacity += (uint32_t)need;
+  pg->used++;
+  *(size_t *)header = need - NM_BUMP_HEADER;
+  return header + NM_BUMP_HEADER;
+}
+
+bool nm_bump_resize(nm_heap_t *h, nm_page_t *pg, void *p, size_t n) {
+  if (pg != h->bump) return false;
+  uint8_t *header = (uint8_t *)p - NM_BUMP_HEADER;
+  size_t need = nm_bump_need(n);
+  size_t at = (size_t)(header - pg->start);
+  if (at + NM_BUMP_HEADER + nm_bump_usable(p) != pg->capacity) return false;   /* not last */
+  if (at + need > pg->reserved) return false;
+  pg->capacity = (uint32_t)(at + need);
+  *(size_t *)header = need - NM_BUMP_HEADER;
+  return true;
+}
+
+void nm_bump_release(nm_heap_t *h) {
+  nm_page_t *pg = h->bump;
+  if (pg == NULL) return;
+  h->bump = NULL;
+  if (--pg->used == 0) nm_heap_page_retire(h, pg);
+}

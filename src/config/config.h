@@ -1,0 +1,68 @@
+/* NEBULA_MEM_CONFIG: `key=value,key=value`, parsed once at start-up without allocating.
+ * The same grammar is used by the library API (nebula_config_parse). Later keys override
+ * earlier ones and presets; every problem is reported, not only the first. */
+#ifndef NM_CONFIG_H
+#define NM_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum nm_strategy_e {
+  NM_STRATEGY_BALANCED = 0,    /* default: pool for small, large pages, system above */
+  NM_STRATEGY_THROUGHPUT,      /* bump for medium sizes: request- and batch-shaped programs */
+  NM_STRATEGY_COMPACT,         /* lowest RSS: eager purge, tighter classes */
+  NM_STRATEGY_SYSTEM,          /* everything to the next allocator; nebula only observes */
+} nm_strategy_t;
+
+typedef enum nm_preset_e {
+  NM_PRESET_PRODUCTION = 0,    /* default: checks that cost almost nothing */
+  NM_PRESET_DEVELOPMENT,       /* junk/fill, canaries, double/invalid-free detection, stats */
+} nm_preset_t;
+
+typedef enum nm_backend_id_e {
+  NM_ROUTE_POOL = 0,           /* size classes (and whole-slice pages above pool classes) */
+  NM_ROUTE_BUMP = 1,
+  NM_ROUTE_SYSTEM = 2,
+} nm_backend_id_t;
+
+#define NM_CONFIG_MAX_RANGES 8
+
+/* One range of request sizes [lo, hi] (hi = SIZE_MAX for "and above") and its backend. */
+typedef struct nm_route_range_s {
+  size_t lo, hi;
+  nm_backend_id_t backend;
+} nm_route_range_t;
+
+typedef struct nm_config_s {
+  nm_strategy_t strategy;
+  nm_preset_t preset;
+  /* route=: ranges cover 0..SIZE_MAX in order, without gap or overlap. */
+  unsigned range_count;
+  nm_route_range_t ranges[NM_CONFIG_MAX_RANGES];
+  unsigned classes_per_doubling;   /* classes=4|8 */
+  size_t purge_threshold;          /* purge_threshold=SIZE */
+  unsigned purge_delay_ms;         /* purge_delay=MS */
+  size_t bump_region;              /* bump_region=SIZE: bytes of one bump region */
+  bool junk;                       /* junk=BOOL: fill freed blocks with 0xDF */
+  bool fill;                       /* fill=BOOL: fill new blocks with 0xA5 (not calloc) */
+  bool strict;                     /* strict=BOOL: any config problem is fatal */
+} nm_config_t;
+
+/* One problem found while parsing, as text for one stderr line. */
+typedef struct nm_config_problem_s {
+  char key[32];                    /* the key as written (truncated), "" for syntax errors */
+  char message[192];               /* e.g. "unknown key 'bugdet' (did you mean 'budget'?)" */
+} nm_config_problem_t;
+
+/* The defaults (strategy=balanced, preset=production). */
+void nm_config_defaults(nm_config_t *cfg);
+/* Parse text (NULL or "" = nothing to change) on top of *cfg. A key with a bad value keeps
+ * its previous value. Writes up to max_problems problems and returns how many were found
+ * (possibly more than max_problems). Never allocates; safe before malloc works. */
+size_t nm_config_parse(const char *text, nm_config_t *cfg, nm_config_problem_t *problems,
+                       size_t max_problems);
+/* The names of every key the parser knows, NULL-terminated (for docs and tests). */
+const char *const *nm_config_keys(void);
+
+#endif
