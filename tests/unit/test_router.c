@@ -53,7 +53,7 @@ static void check_tables(const nm_route_t *r) {
 
 static void check_route_large(size_t pool_max, unsigned k, size_t large_max) {
   nm_route_t r = { .pool_max = pool_max, .large_max = large_max, .classes_per_doubling = k,
-                   .purge_threshold = (size_t)3 << 20 };
+                   .purge_threshold = (size_t)3 << 20, .bump_region = (size_t)1 << 20 };
   cr_assert_eq(nm_router_init(&r), 0, "route pool_max %zu k %u large_max %zu rejected", pool_max, k, large_max);
   check_tables(&r);
   /* pool_max is a power of two here, hence a class: the last class is pool_max itself. */
@@ -99,14 +99,14 @@ Test(router, rebuild_switches_tables) {
  * pool_max is the "largest request served by pool size classes"), or the route is refused. */
 Test(router, pool_max_not_multiple_of_16) {
   nm_route_t r = { .pool_max = 1000, .large_max = (size_t)2 << 20, .classes_per_doubling = 4,
-                   .purge_threshold = (size_t)8 << 20 };
+                   .purge_threshold = (size_t)8 << 20, .bump_region = (size_t)1 << 20 };
   if (nm_router_init(&r) != 0) return;   /* refusing such a route is fine too */
   check_tables(&r);
 }
 
 Test(router, invalid_route_keeps_tables) {
   nm_route_t good = { .pool_max = (size_t)128 << 10, .large_max = (size_t)1 << 20, .classes_per_doubling = 8,
-                      .purge_threshold = 12345 };
+                      .purge_threshold = 12345, .bump_region = (size_t)1 << 20 };
   cr_assert_eq(nm_router_init(&good), 0);
 
   static uint8_t class_of_before[NM_CLASS_LOOKUP];
@@ -115,15 +115,15 @@ Test(router, invalid_route_keeps_tables) {
 
   const size_t two_mib = (size_t)2 << 20;
   nm_route_t bad[] = {
-    { .pool_max = 1024, .large_max = two_mib, .classes_per_doubling = 0, .purge_threshold = 1 },
-    { .pool_max = 1024, .large_max = two_mib, .classes_per_doubling = 3, .purge_threshold = 1 },
-    { .pool_max = 1024, .large_max = two_mib, .classes_per_doubling = 16, .purge_threshold = 1 },
-    { .pool_max = NM_POOL_LIMIT + 1, .large_max = two_mib, .classes_per_doubling = 4, .purge_threshold = 1 },
-    { .pool_max = SIZE_MAX, .large_max = two_mib, .classes_per_doubling = 4, .purge_threshold = 1 },
-    { .pool_max = 0, .large_max = two_mib, .classes_per_doubling = 4, .purge_threshold = 1 },
-    { .pool_max = 8, .large_max = two_mib, .classes_per_doubling = 8, .purge_threshold = 1 },
-    { .pool_max = 1024, .large_max = NM_LARGE_LIMIT + 1, .classes_per_doubling = 4, .purge_threshold = 1 },
-    { .pool_max = 1024, .large_max = SIZE_MAX, .classes_per_doubling = 4, .purge_threshold = 1 },
+    { .pool_max = 1024, .large_max = two_mib, .classes_per_doubling = 0, .purge_threshold = 1, .bump_region = (size_t)1 << 20 },
+    { .pool_max = 1024, .large_max = two_mib, .classes_per_doubling = 3, .purge_threshold = 1, .bump_region = (size_t)1 << 20 },
+    { .pool_max = 1024, .large_max = two_mib, .classes_per_doubling = 16, .purge_threshold = 1, .bump_region = (size_t)1 << 20 },
+    { .pool_max = NM_POOL_LIMIT + 1, .large_max = two_mib, .classes_per_doubling = 4, .purge_threshold = 1, .bump_region = (size_t)1 << 20 },
+    { .pool_max = SIZE_MAX, .large_max = two_mib, .classes_per_doubling = 4, .purge_threshold = 1, .bump_region = (size_t)1 << 20 },
+    { .pool_max = 0, .large_max = two_mib, .classes_per_doubling = 4, .purge_threshold = 1, .bump_region = (size_t)1 << 20 },
+    { .pool_max = 8, .large_max = two_mib, .classes_per_doubling = 8, .purge_threshold = 1, .bump_region = (size_t)1 << 20 },
+    { .pool_max = 1024, .large_max = NM_LARGE_LIMIT + 1, .classes_per_doubling = 4, .purge_threshold = 1, .bump_region = (size_t)1 << 20 },
+    { .pool_max = 1024, .large_max = SIZE_MAX, .classes_per_doubling = 4, .purge_threshold = 1, .bump_region = (size_t)1 << 20 },
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     cr_assert_eq(nm_router_init(&bad[i]), -1, "bad route %zu (pool_max %zu, large_max %zu, k %u) accepted", i,
@@ -138,4 +138,41 @@ Test(router, invalid_route_keeps_tables) {
               "bad route %zu changed nm_route", i);
   }
   check_tables(&good);
+}
+
+/* route= ranges: each size goes to its range's backend; bump requests too big for a
+ * quarter region fall back to pool slices; pool ranges past large_max go to the system. */
+Test(router, ranges_pick_backends) {
+  nm_route_t r = nm_route_default;
+  r.range_count = 4;
+  r.ranges[0] = (nm_route_range_t){ 0, 256, NM_ROUTE_POOL };
+  r.ranges[1] = (nm_route_range_t){ 257, (size_t)64 << 10, NM_ROUTE_BUMP };
+  r.ranges[2] = (nm_route_range_t){ ((size_t)64 << 10) + 1, (size_t)1 << 20, NM_ROUTE_SYSTEM };
+  r.ranges[3] = (nm_route_range_t){ ((size_t)1 << 20) + 1, SIZE_MAX, NM_ROUTE_POOL };
+  cr_assert_eq(nm_router_init(&r), 0);
+  for (size_t n = 0; n <= 256; n++) cr_assert_eq(nm_router_backend(n), NM_BACKEND_POOL, "size %zu", n);
+  for (size_t n = 257; n <= ((size_t)64 << 10); n++) {   /* a quarter region is 256 KiB */
+    if (nm_router_backend(n) != NM_BACKEND_BUMP) cr_assert_fail("size %zu not bump", n);
+    if (nm_router_class(n) != NM_CLASS_NONE) cr_assert_fail("size %zu has a pool class", n);
+  }
+  cr_assert_eq(nm_router_backend(((size_t)64 << 10) + 1), NM_BACKEND_SYSTEM);
+  cr_assert_eq(nm_router_backend((size_t)1 << 20), NM_BACKEND_SYSTEM);
+  cr_assert_eq(nm_router_backend(((size_t)1 << 20) + 1), NM_BACKEND_LARGE);
+  cr_assert_eq(nm_router_backend(r.large_max + 1), NM_BACKEND_SYSTEM);
+
+  r.bump_region = (size_t)128 << 10;   /* quarter region 32 KiB: bigger bump sizes use pool */
+  cr_assert_eq(nm_router_init(&r), 0);
+  cr_assert_eq(nm_router_backend((size_t)32 << 10), NM_BACKEND_BUMP);
+  cr_assert_eq(nm_router_backend(((size_t)32 << 10) + 16), NM_BACKEND_POOL);
+}
+
+/* Everything to the system backend (strategy=system). */
+Test(router, system_only) {
+  nm_route_t r = nm_route_default;
+  r.range_count = 1;
+  r.ranges[0] = (nm_route_range_t){ 0, SIZE_MAX, NM_ROUTE_SYSTEM };
+  cr_assert_eq(nm_router_init(&r), 0);
+  size_t sizes[] = { 0, 1, 16, 100, 4096, (size_t)64 << 10, (size_t)1 << 20, SIZE_MAX };
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+    cr_assert_eq(nm_router_backend(sizes[i]), NM_BACKEND_SYSTEM, "size %zu", sizes[i]);
 }
