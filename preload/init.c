@@ -4,6 +4,9 @@
 #include <sched.h>
 #include <stdatomic.h>
 
+#include <malloc.h>
+
+#include "heap/router.h"
 #include "heap/runtime.h"
 #include "system/system.h"
 
@@ -23,6 +26,11 @@ bool nm_preload_ensure(void) {
     nm_preload_initialising = 1;
     nm_system_resolve(nm_next_symbol);
     nm_runtime_init(NULL);
+    /* The system backend only sees requests above large_max: have glibc map each of them
+     * and unmap it on free. Left to itself, glibc raises its mmap threshold after the first
+     * such free and keeps freed big blocks in its arenas, address space that our heaps then
+     * lack under RLIMIT_AS (the rlimit_as conformance check). */
+    nm_system.mallopt(M_MMAP_THRESHOLD, (int)(nm_route.large_max + 1));
     nm_preload_initialising = 0;
     atomic_store(&nm_preload_state, 2);
     __atomic_store_n(&nm_preload_ready, 1, __ATOMIC_RELEASE);

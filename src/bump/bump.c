@@ -18,7 +18,7 @@ static NM_NOINLINE nm_page_t *nm_bump_refill(nm_heap_t *h, size_t need) {
     if (need <= old->reserved) return old;
   }
   unsigned slices = (unsigned)(nm_route.bump_region >> NM_SLICE_SHIFT);
-  nm_page_t *pg = nm_segment_page_alloc(h, slices);
+  nm_page_t *pg = nm_heap_page_alloc(h, slices);
   if (pg == NULL) return NULL;
   pg->heap = h;
   pg->class_idx = NM_CLASS_BUMP;

@@ -29,7 +29,7 @@ static NM_NOINLINE nm_page_t *nm_page_refill(nm_heap_t *h, unsigned cls) {
     if (pg->free != NULL || nm_page_extend(pg)) goto found;
     nm_page_flags_set(pg, NM_PAGE_FULL);
   }
-  pg = nm_segment_page_alloc(h, nm_classes.slices[cls]);
+  pg = nm_heap_page_alloc(h, nm_classes.slices[cls]);
   if (pg == NULL) return NULL;
   nm_page_init(pg, h, cls, nm_classes.size[cls]);
 found:
@@ -76,7 +76,7 @@ static inline unsigned nm_large_slices(size_t n) {
  * slice. Freeing it retires the page at once. */
 static void *nm_large_alloc(nm_heap_t *h, size_t n) {
   unsigned slices = nm_large_slices(n ? n : 1);
-  nm_page_t *pg = nm_segment_page_alloc(h, slices);
+  nm_page_t *pg = nm_heap_page_alloc(h, slices);
   if (pg == NULL) return NULL;
   nm_page_init(pg, h, NM_CLASS_LARGE, (uint32_t)slices << NM_SLICE_SHIFT);
   nm_block_t *b = pg->free;
@@ -85,7 +85,9 @@ static void *nm_large_alloc(nm_heap_t *h, size_t n) {
   return b;
 }
 
-/* n bytes from the backend the router picks. */
+/* n bytes from the backend the router picks. A backend that cannot get memory fails the
+ * request: the system backend would keep what it maps for itself, so falling back to it
+ * under address-space pressure leaves less for everyone once memory is freed. */
 static void *nm_alloc_routed(size_t n) {
   nm_heap_t *h = nm_heap_ready();
   if (NM_UNLIKELY(h == NULL)) return nm_system_malloc(n);
@@ -158,7 +160,7 @@ void *nm_calloc(size_t count, size_t size) {
     if (p != NULL) memset(p, 0, n);
     break;
   default:
-    p = nm_system_calloc(1, n);   /* the system knows which of its pages are fresh zeros */
+    p = nm_system_calloc(1, n);   /* it knows which of its pages are fresh zeros */
     break;
   }
   return p != NULL ? p : nm_fail(ENOMEM);
@@ -223,24 +225,39 @@ void *nm_reallocarray(void *p, size_t count, size_t size) {
   return nm_realloc(p, n);
 }
 
-/* Pool block aligned to a (a power of two above 16), or NULL if the pool cannot serve it. */
-static void *nm_pool_memalign(size_t a, size_t n) {
-  if (a > NM_SLICE_SIZE) return NULL;   /* pages start on slice boundaries */
-  nm_heap_t *h = nm_heap_ready();
-  if (h == NULL) return NULL;
+/* Smallest pool class holding n bytes, whatever the route says about n; NM_CLASS_NONE if
+ * none does. */
+static unsigned nm_class_fit(size_t n) {
+  if (n > nm_classes.size[nm_classes.count - 1]) return NM_CLASS_NONE;
+  unsigned lo = 0, hi = nm_classes.count - 1;
+  while (lo < hi) {
+    unsigned mid = (lo + hi) / 2;
+    if (nm_classes.size[mid] >= n) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
+/* n bytes aligned to a (a power of two, 16 < a <= one slice) from h: a pool class whose
+ * blocks are all aligned, an over-allocated block with an interior pointer, or a large page
+ * (pages start on a slice). *ours says whether we could serve it at all. */
+static void *nm_aligned_ours(nm_heap_t *h, size_t a, size_t n, bool *ours) {
+  *ours = true;
   size_t rounded = (n + a - 1) & ~(a - 1);
   if (rounded == 0) rounded = a;
-  unsigned cls = nm_router_class(rounded);
-  if (cls == NM_CLASS_NONE) return NULL;
-  if (nm_classes.size[cls] % a == 0) return nm_pool_alloc(h, cls);
-  /* Block size not a multiple of a: over-allocate and hand out an interior pointer. */
-  cls = nm_router_class(n + a - NM_ALIGN);
-  if (cls == NM_CLASS_NONE) return NULL;
-  uint8_t *b = nm_pool_alloc(h, cls);
-  if (b == NULL) return NULL;
-  uint8_t *p = (uint8_t *)(((uintptr_t)b + a - 1) & ~(uintptr_t)(a - 1));
-  if (p != b) nm_page_flags_set(nm_segment_page_of(b), NM_PAGE_ALIGNED);
-  return p;
+  unsigned cls = nm_class_fit(rounded);
+  if (cls != NM_CLASS_NONE && nm_classes.size[cls] % a == 0) return nm_pool_alloc(h, cls);
+  cls = nm_class_fit(n + a - NM_ALIGN);
+  if (cls != NM_CLASS_NONE) {
+    uint8_t *b = nm_pool_alloc(h, cls);
+    if (b == NULL) return NULL;
+    uint8_t *p = (uint8_t *)(((uintptr_t)b + a - 1) & ~(uintptr_t)(a - 1));
+    if (p != b) nm_page_flags_set(nm_segment_page_of(b), NM_PAGE_ALIGNED);
+    return p;
+  }
+  if (n <= NM_LARGE_LIMIT) return nm_large_alloc(h, n);
+  *ours = false;
+  return NULL;
 }
 
 void *nm_memalign(size_t a, size_t n) {
@@ -248,12 +265,14 @@ void *nm_memalign(size_t a, size_t n) {
   if (a > SIZE_MAX / 2 + 1) return nm_fail(EINVAL);
   if (a & (a - 1)) a = (size_t)1 << (64 - __builtin_clzll(a));   /* glibc rounds up */
   if (a > PTRDIFF_MAX || n > PTRDIFF_MAX - a) return nm_fail(ENOMEM);
-  void *p = nm_pool_memalign(a, n);
-  if (p == NULL && a <= NM_SLICE_SIZE && nm_router_backend(n) == NM_BACKEND_LARGE) {
-    nm_heap_t *h = nm_heap_ready();   /* large blocks start on a slice */
-    if (h != NULL) p = nm_large_alloc(h, n);
-  }
-  if (p == NULL) p = nm_system_memalign(a, n);
+  nm_heap_t *h = nm_heap_ready();
+  bool ours = false;
+  void *p = NULL;
+  /* Sizes routed to the system, and alignments above a slice, go to the system; the rest
+   * is ours (bump-routed sizes use pool classes: bump blocks are only 16-aligned). */
+  if (h != NULL && a <= NM_SLICE_SIZE && nm_router_backend(n) != NM_BACKEND_SYSTEM)
+    p = nm_aligned_ours(h, a, n, &ours);
+  if (!ours) p = nm_system_memalign(a, n);
   return p != NULL ? p : nm_fail(ENOMEM);
 }
 

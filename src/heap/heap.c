@@ -136,9 +136,31 @@ void nm_heap_purge_due(nm_heap_t *h) {
   }
 }
 
+/* Retire the current pages that hold nothing but their bias, and the empty bump region. */
+static void nm_heap_drop_empty_current(nm_heap_t *h) {
+  for (unsigned cls = 0; cls < NM_CLASS_MAX; cls++) {
+    nm_page_t *pg = h->current[cls];
+    if (pg == &nm_page_empty || pg->used != 1) continue;
+    h->current[cls] = &nm_page_empty;
+    pg->used = 0;
+    nm_heap_page_retire(h, pg);
+  }
+  if (h->bump != NULL && h->bump->used == 1) nm_bump_release(h);
+}
+
+nm_page_t *nm_heap_page_alloc(nm_heap_t *h, unsigned slices) {
+  nm_page_t *pg = nm_segment_page_alloc(h, slices);
+  if (NM_LIKELY(pg != NULL)) return pg;
+  nm_heap_collect_remote(h);
+  nm_heap_drop_empty_current(h);
+  nm_segment_purge(h, 1, false);
+  return nm_segment_page_alloc(h, slices);
+}
+
 void nm_heap_trim(nm_heap_t *h) {
   if (h->state != NM_HEAP_ACTIVE) return;
   nm_heap_collect_remote(h);
+  nm_heap_drop_empty_current(h);
   nm_segment_purge(h, 0, false);
   h->purge_at_ms = 0;
 }
@@ -154,7 +176,10 @@ void nm_heap_release(nm_heap_t *h) {
     else if (pg->free != NULL || pg->capacity < pg->reserved) nm_page_queue_push(&h->avail[cls], pg);
     else nm_page_flags_set(pg, NM_PAGE_FULL);
   }
-  nm_segment_purge(h, 1, false);   /* keep one segment: the next owner needs one anyway */
+  /* Only what was already waiting for reuse at the last purge goes back: the next thread
+   * adopts this heap and reuses the rest without faulting it in again (purging everything
+   * here cost short-lived threads milliseconds each in madvise under contention). */
+  nm_segment_purge(h, 1, true);
   h->purge_at_ms = 0;
   nm_tls_heap = &nm_heap_dead;
   h->state = NM_HEAP_ORPHAN;

@@ -23,6 +23,10 @@ void nm_heap_collect_remote(nm_heap_t *h);
 void nm_heap_page_retire(nm_heap_t *h, nm_page_t *pg);
 /* Purge h's freed memory if there is too much of it or it has waited long enough. */
 void nm_heap_purge_due(nm_heap_t *h);
+/* A page of `slices` slices for h. When the OS refuses a new segment (RLIMIT_AS), the
+ * heap first gives up its empty current pages and wholly free segments, and tries again
+ * in what it has: a thread that freed everything can always allocate again. */
+nm_page_t *nm_heap_page_alloc(nm_heap_t *h, unsigned slices);
 /* Give freed memory of the calling thread's heap back to the OS now. */
 void nm_heap_trim(nm_heap_t *h);
 /* Call fn on every heap ever created (registry); for statistics. */

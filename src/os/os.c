@@ -40,7 +40,15 @@ void *nm_os_map_aligned(size_t size, size_t align) {
   uintptr_t hint = atomic_load_explicit(&nm_map_hint, memory_order_relaxed);
   long r = nm_sys_mmap((void *)hint, size);
   if (r != -1 && ((uintptr_t)r & (align - 1)) == 0) goto done;
-  if (r != -1) nm_os_unmap((void *)r, size);
+  if (r != -1) {
+    /* Try the next aligned address: usually free, and it needs no extra address space
+     * (which matters under RLIMIT_AS). */
+    uintptr_t next = ((uintptr_t)r + align - 1) & ~(uintptr_t)(align - 1);
+    nm_os_unmap((void *)r, size);
+    r = nm_sys_mmap((void *)next, size);
+    if (r != -1 && ((uintptr_t)r & (align - 1)) == 0) goto done;
+    if (r != -1) nm_os_unmap((void *)r, size);
+  }
   /* Over-map by align and trim both ends. */
   r = nm_sys_mmap(NULL, size + align);
   if (r == -1) return NULL;
