@@ -6,6 +6,7 @@
 
 #include <malloc.h>
 
+#include "env_config.h"
 #include "heap/router.h"
 #include "heap/runtime.h"
 #include "system/system.h"
@@ -25,12 +26,17 @@ bool nm_preload_ensure(void) {
   if (atomic_compare_exchange_strong(&nm_preload_state, &expected, 1)) {
     nm_preload_initialising = 1;
     nm_system_resolve(nm_next_symbol);
-    nm_runtime_init(NULL);
-    /* The system backend only sees requests above large_max: have glibc map each of them
-     * and unmap it on free. Left to itself, glibc raises its mmap threshold after the first
-     * such free and keeps freed big blocks in its arenas, address space that our heaps then
-     * lack under RLIMIT_AS (the rlimit_as conformance check). */
-    nm_system.mallopt(M_MMAP_THRESHOLD, (int)(nm_route.large_max + 1));
+    nm_config_t cfg;
+    nm_preload_read_config(&cfg);
+    nm_route_t route;
+    nm_route_from_config(&cfg, &route);
+    nm_runtime_init(&route);
+    /* When the system backend only sees requests above large_max, have glibc map each of
+     * them and unmap it on free. Left to itself, glibc raises its mmap threshold after the
+     * first such free and keeps freed big blocks in its arenas, address space our heaps
+     * then lack under RLIMIT_AS. strategy=system leaves glibc exactly as it is. */
+    if (cfg.strategy != NM_STRATEGY_SYSTEM)
+      nm_system.mallopt(M_MMAP_THRESHOLD, (int)(nm_route.large_max + 1));
     nm_preload_initialising = 0;
     atomic_store(&nm_preload_state, 2);
     __atomic_store_n(&nm_preload_ready, 1, __ATOMIC_RELEASE);
