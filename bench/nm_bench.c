@@ -325,6 +325,35 @@ __attribute__((noinline)) static uint64_t run_realloc(uint64_t ops) {
     return done;
 }
 
+/* ---------------------------------------------------------------- request */
+
+/* Request-shaped: each request allocates many objects of mixed sizes (a parse tree, a
+ * response being built: 16 B - 2 KiB mostly, one in 64 up to 16 KiB), touches them, and
+ * frees them all when it ends, in allocation order. request-2m makes ~2 MiB per request,
+ * request-64m ~64 MiB (a batch job's phase). One op = one object allocated and freed. */
+__attribute__((noinline)) static uint64_t run_request(uint64_t ops, size_t objects) {
+    rng_t r = {0xFEEDFACE12345ULL};
+    char **objs = xmalloc(objects * sizeof *objs);
+    uint64_t done = 0;
+    while (done < ops) {
+        for (size_t i = 0; i < objects; i++) {
+            size_t sz = (rng_next(&r) & 63) == 0 ? rng_range(&r, 2048, 16384) : rng_range(&r, 16, 768);
+            char *p = malloc(sz);
+            if (__builtin_expect(p == NULL, 0)) die("malloc returned NULL");
+            p[0] = (char)i;
+            p[sz - 1] = (char)i;
+            objs[i] = p;
+        }
+        for (size_t i = 0; i < objects; i++) {
+            ESCAPE(objs[i]);
+            free(objs[i]);
+        }
+        done += objects;
+    }
+    free(objs);
+    return done;
+}
+
 /* ---------------------------------------------------------------- driver */
 
 typedef struct {
@@ -341,6 +370,7 @@ static const workload_t workloads[] = {
     {"batch-16", 20000000},   {"batch-64", 30000000},   {"batch-256", 2500000},
     {"batch-1024", 300000},   {"batch-4096", 80000},
     {"random", 10000000},     {"prodcons", 6000000},    {"realloc", 3000000},
+    {"request-2m", 20000000}, {"request-64m", 6000000},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 #define QUICK_DIV 20
@@ -414,6 +444,10 @@ int main(int argc, char **argv) {
         t0 = mark(); done = run_prodcons(ops); t1 = mark();
     } else if (strcmp(name, "realloc") == 0) {
         t0 = mark(); done = run_realloc(ops); t1 = mark();
+    } else if (strcmp(name, "request-2m") == 0) {
+        t0 = mark(); done = run_request(ops, 3500); t1 = mark();
+    } else if (strcmp(name, "request-64m") == 0) {
+        t0 = mark(); done = run_request(ops, 112000); t1 = mark();
     } else {
         usage();
     }

@@ -100,6 +100,9 @@ struct nm_heap_s {
   nm_segment_t *seg_hint;               /* where the last page was found */
   size_t dirty_bytes;                   /* freed slices not yet purged */
   uint64_t purge_at_ms;                 /* when the oldest of them is due (0: none pending) */
+  size_t purge_limit;                   /* this heap's threshold: adapts to its cycle size */
+  uint64_t last_hard_purge_ms;
+  size_t taken_bytes;                   /* slices given to pages since the last such purge */
   size_t segment_count;
   size_t page_bytes;                    /* bytes of slices given to pages */
   int state;                            /* NM_HEAP_* */

@@ -122,12 +122,33 @@ void nm_heap_page_retire(nm_heap_t *h, nm_page_t *pg) {
  * purge_delay_ms purges what was already dirty at the previous tick: memory freed and
  * soon reused (the common case) never goes back to the kernel, and memory left unused
  * goes back after one to two delays. */
+/* A heap that hits its threshold again soon after a purge, having taken at least half the
+ * threshold of new pages in between, is cycling through more memory than the threshold
+ * (allocate a lot, free it all, again): its own threshold doubles (up to
+ * NM_PURGE_LIMIT_MAX) so it stops faulting the same memory in at every cycle. A program
+ * that frees a lot once and stops takes no new pages, so it keeps the threshold. After a
+ * quiet while the threshold falls back. */
+#define NM_PURGE_THRASH_MS 1000u
+#define NM_PURGE_CALM_MS   10000u
+#define NM_PURGE_LIMIT_MAX ((size_t)1 << 30)
+
+static size_t nm_heap_purge_limit(nm_heap_t *h, uint64_t now) {
+  if (h->purge_limit < nm_route.purge_threshold || now - h->last_hard_purge_ms > NM_PURGE_CALM_MS)
+    h->purge_limit = nm_route.purge_threshold;
+  return h->purge_limit;
+}
+
 void nm_heap_purge_due(nm_heap_t *h) {
   if (h->dirty_bytes == 0) return;
   uint64_t now = nm_os_now_ms();
-  if (h->dirty_bytes > nm_route.purge_threshold) {
+  if (h->dirty_bytes > nm_heap_purge_limit(h, now)) {
     nm_segment_purge(h, 1, false);
     h->purge_at_ms = 0;
+    if (now - h->last_hard_purge_ms < NM_PURGE_THRASH_MS && h->taken_bytes >= h->purge_limit / 2 &&
+        h->purge_limit < NM_PURGE_LIMIT_MAX)
+      h->purge_limit *= 2;
+    h->last_hard_purge_ms = now;
+    h->taken_bytes = 0;
   } else if (h->purge_at_ms == 0) {
     h->purge_at_ms = now + nm_route.purge_delay_ms;
   } else if (now >= h->purge_at_ms) {

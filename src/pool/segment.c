@@ -57,6 +57,7 @@ static nm_page_t *nm_segment_take(nm_heap_t *h, nm_segment_t *s, unsigned at, un
   s->aged_mask &= ~reused;
   h->dirty_bytes -= (size_t)__builtin_popcountll(reused) << NM_SLICE_SHIFT;
   h->page_bytes += (size_t)n << NM_SLICE_SHIFT;
+  h->taken_bytes += (size_t)n << NM_SLICE_SHIFT;
   /* Purged slices read zero again; dirty ones keep whatever the last page left. */
   nm_page_t *pg = &s->slices[at];
   memset(pg, 0, sizeof *pg);
