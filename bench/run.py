@@ -38,6 +38,8 @@ ALLOCATORS = [
     ("mimalloc", {"LD_PRELOAD": LIBDIR + "/libmimalloc.so.2"}),
     ("tcmalloc", {"LD_PRELOAD": LIBDIR + "/libtcmalloc_minimal.so.4"}),
     ("nebula", {"LD_PRELOAD": "{nebula}"}),
+    ("nebula-throughput", {"LD_PRELOAD": "{nebula}", "NEBULA_MEM_CONFIG": "strategy=throughput"}),
+    ("nebula-compact", {"LD_PRELOAD": "{nebula}", "NEBULA_MEM_CONFIG": "strategy=compact"}),
 ]
 
 # Reference columns for the ratios, and the targets for nebula.

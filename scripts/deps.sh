@@ -6,9 +6,10 @@ set -euo pipefail
 packages=(
   build-essential g++ clang meson ninja-build pkg-config   # build
   libcriterion-dev libunwind-dev                            # tests, backtraces
+  libclang-rt-dev                                           # libFuzzer (scripts/fuzz.sh)
   libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4          # benchmark baselines
   python3 libpython3.11-testsuite sqlite3 git coreutils     # real programs under the preload
-  time procps valgrind                                      # measurement and checks
+  time procps valgrind gdb                                  # measurement, checks, hang backtraces
 )
 
 missing=()

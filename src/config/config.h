@@ -31,7 +31,7 @@ typedef enum nm_backend_id_e {
 /* Limits the parser enforces (docs/configuration.md). */
 #define NM_CONFIG_PURGE_DELAY_MAX_MS  3600000u                 /* purge_delay: one hour */
 #define NM_CONFIG_BUMP_REGION_MIN     ((size_t)64 << 10)       /* bump_region: a power of two */
-#define NM_CONFIG_BUMP_REGION_MAX     ((size_t)64 << 20)
+#define NM_CONFIG_BUMP_REGION_MAX     ((size_t)2 << 20)        /* a region fits a segment */
 #define NM_CONFIG_BUMP_REGION_DEFAULT ((size_t)1 << 20)
 
 /* One range of request sizes [lo, hi] (hi = SIZE_MAX for "and above") and its backend. */
