@@ -54,6 +54,7 @@ enum {
   NM_PAGE_FULL    = 1u << 0,  /* no free block when it was last current: on no list */
   NM_PAGE_ALIGNED = 1u << 1,  /* handed out interior (over-aligned) pointers */
   NM_PAGE_BUMP    = 1u << 2,  /* a bump region: a local free only counts, never writes */
+  NM_PAGE_DEBUG   = 1u << 3,  /* junk/fill on: frees take the slow path */
 };
 
 struct nm_page_s {

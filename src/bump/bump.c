@@ -26,7 +26,7 @@ static NM_NOINLINE nm_page_t *nm_bump_refill(nm_heap_t *h, size_t need) {
   pg->capacity = 0;                                   /* the cursor, in bytes */
   pg->reserved = (uint32_t)((size_t)slices << NM_SLICE_SHIFT);
   pg->used = 1;                                       /* the current region's bias */
-  pg->flags = NM_PAGE_BUMP;
+  pg->flags = NM_PAGE_BUMP | ((nm_route.junk || nm_route.fill) ? NM_PAGE_DEBUG : 0);
   h->bump = pg;
   if (old != NULL && --old->used == 0) nm_heap_page_retire(h, old);
   return pg;

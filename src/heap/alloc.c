@@ -99,10 +99,17 @@ static void *nm_alloc_routed(size_t n) {
   }
 }
 
+/* fill=on: new blocks (not calloc's) hold NM_FILL_BYTE, so reads of uninitialised memory
+ * show up. Only the slow path runs when fill is on (nm_fast_class_of). */
+static NM_COLD void nm_fill_new(void *p) {
+  memset(p, NM_FILL_BYTE, nm_usable_size(p));
+}
+
 void *nm_malloc_slow(size_t n) {
   if (NM_UNLIKELY(n > PTRDIFF_MAX)) return nm_fail(ENOMEM);
   void *p = nm_alloc_routed(n);
   if (NM_UNLIKELY(p == NULL)) return nm_fail(ENOMEM);
+  if (NM_UNLIKELY(nm_route.fill) && nm_segmap_contains(p)) nm_fill_new(p);
   return p;
 }
 
@@ -114,6 +121,7 @@ void *nm_malloc(size_t n) {
 void nm_free_slow(nm_page_t *pg, void *p) {
   nm_heap_t *h = nm_tls_heap;
   uint8_t flags = nm_page_flags(pg);
+  if (NM_UNLIKELY(flags & NM_PAGE_DEBUG) && nm_route.junk) memset(p, NM_JUNK_BYTE, nm_page_usable(pg, p));
   if (flags & NM_PAGE_BUMP) {
     /* A bump region only counts its blocks: a local free touches no block memory, which
      * is what makes freeing a request's many cold objects cheap. */
@@ -273,7 +281,9 @@ void *nm_memalign(size_t a, size_t n) {
   if (h != NULL && a <= NM_SLICE_SIZE && nm_router_backend(n) != NM_BACKEND_SYSTEM)
     p = nm_aligned_ours(h, a, n, &ours);
   if (!ours) p = nm_system_memalign(a, n);
-  return p != NULL ? p : nm_fail(ENOMEM);
+  if (p == NULL) return nm_fail(ENOMEM);
+  if (NM_UNLIKELY(nm_route.fill) && ours) nm_fill_new(p);
+  return p;
 }
 
 int nm_posix_memalign(void **out, size_t a, size_t n) {

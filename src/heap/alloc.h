@@ -18,7 +18,7 @@
  * current page), so pool hits pay nothing for it. */
 static inline void *nm_alloc_fast(size_t n) {
   if (NM_LIKELY(n <= NM_POOL_LIMIT)) {
-    unsigned c = nm_router_lookup(n);
+    unsigned c = nm_router_fast_lookup(n);
     nm_heap_t *h = nm_tls_heap;
     nm_page_t *pg = h->current[c];
     nm_block_t *b = pg->free;

@@ -14,6 +14,7 @@ const nm_route_t nm_route_default = {
 nm_route_t nm_route;
 nm_sizeclass_layout_t nm_classes;
 uint8_t nm_class_of[NM_CLASS_LOOKUP];
+uint8_t nm_fast_class_of[NM_CLASS_LOOKUP];
 
 /* The backend a route's ranges give n (ranges cover every size, in order). */
 static nm_backend_id_t nm_range_backend(const nm_route_t *r, size_t n) {
@@ -72,6 +73,8 @@ int nm_router_init(const nm_route_t *route) {
     default: c = NM_CLASS_NONE; break;
     }
     __atomic_store_n(&nm_class_of[i], c, __ATOMIC_RELAXED);
+    __atomic_store_n(&nm_fast_class_of[i], (r.junk || r.fill) ? (uint8_t)NM_CLASS_NONE : c,
+                     __ATOMIC_RELAXED);
   }
   return 0;
 }
@@ -82,6 +85,8 @@ void nm_route_from_config(const nm_config_t *cfg, nm_route_t *route) {
   route->purge_threshold = cfg->purge_threshold;
   route->purge_delay_ms = cfg->purge_delay_ms;
   route->bump_region = cfg->bump_region;
+  route->junk = cfg->junk;
+  route->fill = cfg->fill;
   route->range_count = cfg->range_count;
   memcpy(route->ranges, cfg->ranges, sizeof route->ranges);
 }

@@ -3,6 +3,7 @@
 #ifndef NM_ROUTER_H
 #define NM_ROUTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,7 +29,12 @@ typedef struct nm_route_s {
    * ranges above large_max go to the system, bump requests too big for a region to pool. */
   unsigned range_count;
   nm_route_range_t ranges[NM_CONFIG_MAX_RANGES];
+  bool junk;                      /* fill freed blocks with NM_JUNK_BYTE */
+  bool fill;                      /* fill new blocks (not calloc's) with NM_FILL_BYTE */
 } nm_route_t;
+
+#define NM_JUNK_BYTE 0xDF
+#define NM_FILL_BYTE 0xA5
 
 extern const nm_route_t nm_route_default;
 extern nm_route_t nm_route;
@@ -36,9 +42,17 @@ extern nm_sizeclass_layout_t nm_classes;
 /* (size + 15) / 16 -> class, NM_CLASS_LARGE, NM_CLASS_BUMP or NM_CLASS_NONE (system). */
 extern uint8_t nm_class_of[NM_CLASS_LOOKUP];
 
+/* The fast path's copy: the same as nm_class_of, or all NM_CLASS_NONE when junk/fill are
+ * on, so every allocation takes the slow path and production pays nothing for them. */
+extern uint8_t nm_fast_class_of[NM_CLASS_LOOKUP];
+
 /* n <= NM_POOL_LIMIT. */
 static inline unsigned nm_router_lookup(size_t n) {
   return __atomic_load_n(&nm_class_of[(n + NM_ALIGN - 1) / NM_ALIGN], __ATOMIC_RELAXED);
+}
+
+static inline unsigned nm_router_fast_lookup(size_t n) {
+  return __atomic_load_n(&nm_fast_class_of[(n + NM_ALIGN - 1) / NM_ALIGN], __ATOMIC_RELAXED);
 }
 
 /* Build the tables; returns 0, or -1 (tables untouched) if the route is invalid. */

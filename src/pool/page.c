@@ -1,5 +1,6 @@
 #include "pool/page.h"
 
+#include "heap/router.h"
 #include "nm_types.h"
 
 nm_page_t nm_page_empty;
@@ -14,7 +15,7 @@ void nm_page_init(nm_page_t *pg, nm_heap_t *h, unsigned class_idx, uint32_t bloc
   pg->reserved = (uint32_t)(((size_t)pg->slice_count << NM_SLICE_SHIFT) / block_size);
   pg->capacity = 0;
   pg->used = 0;
-  pg->flags = 0;
+  pg->flags = (nm_route.junk || nm_route.fill) ? NM_PAGE_DEBUG : 0;
   pg->free = NULL;
   atomic_store_explicit(&pg->thread_free, NULL, memory_order_relaxed);
   nm_page_extend(pg);
