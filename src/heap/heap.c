@@ -186,6 +186,8 @@ void nm_heap_trim(nm_heap_t *h) {
   h->purge_at_ms = 0;
 }
 
+#define NM_ORPHAN_DIRTY ((size_t)4 << 20)
+
 void nm_heap_release(nm_heap_t *h) {
   nm_heap_collect_remote(h);
   nm_bump_release(h);
@@ -197,10 +199,10 @@ void nm_heap_release(nm_heap_t *h) {
     else if (pg->free != NULL || pg->capacity < pg->reserved) nm_page_queue_push(&h->avail[cls], pg);
     else nm_page_flags_set(pg, NM_PAGE_FULL);
   }
-  /* Only what was already waiting for reuse at the last purge goes back: the next thread
-   * adopts this heap and reuses the rest without faulting it in again (purging everything
-   * here cost short-lived threads milliseconds each in madvise under contention). */
-  nm_segment_purge(h, 1, true);
+  /* An orphan keeps at most NM_ORPHAN_DIRTY of freed memory resident for the thread that
+   * adopts it (purging every exit cost short-lived threads milliseconds each in madvise
+   * under contention); more than that goes back now, since nobody may adopt it soon. */
+  nm_segment_purge(h, 1, h->dirty_bytes <= NM_ORPHAN_DIRTY);
   h->purge_at_ms = 0;
   nm_tls_heap = &nm_heap_dead;
   h->state = NM_HEAP_ORPHAN;
