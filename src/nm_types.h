@@ -90,7 +90,7 @@ typedef struct nm_page_queue_s {
   nm_page_t *first, *last;
 } nm_page_queue_t;
 
-enum { NM_HEAP_EMPTY = 0, NM_HEAP_ACTIVE, NM_HEAP_ORPHAN, NM_HEAP_DEAD };
+enum { NM_HEAP_EMPTY = 0, NM_HEAP_ACTIVE, NM_HEAP_ORPHAN, NM_HEAP_DEAD, NM_HEAP_RECLAIMING };
 
 struct nm_heap_s {
   nm_page_t *current[NM_CLASS_MAX];     /* the page each class allocates from */
@@ -109,6 +109,7 @@ struct nm_heap_s {
   int state;                            /* NM_HEAP_* */
   nm_heap_t *next_all;                  /* registry of every heap, for stats and fork */
   nm_heap_t *next_orphan;
+  _Atomic unsigned orphan_frees;        /* remote frees queued while orphaned */
 };
 
 #endif

@@ -29,6 +29,10 @@ void nm_heap_purge_due(nm_heap_t *h);
 nm_page_t *nm_heap_page_alloc(nm_heap_t *h, unsigned slices);
 /* Give freed memory of the calling thread's heap back to the OS now. */
 void nm_heap_trim(nm_heap_t *h);
+/* Collect the remote frees of an orphaned heap (any thread may call it): empty pages go
+ * back to their segments and the heap purges as at thread exit. No-op if h is not an
+ * orphan any more (adopted, or being reclaimed by another thread). */
+void nm_heap_reclaim_orphan(nm_heap_t *h);
 /* Call fn on every heap ever created (registry); for statistics. */
 void nm_heap_foreach(void (*fn)(nm_heap_t *h, void *arg), void *arg);
 /* In the child after fork: reset locks; heaps of threads that did not survive are dropped. */
