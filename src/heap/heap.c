@@ -24,6 +24,11 @@ static nm_heap_t *nm_heaps_orphan;
 static uint8_t *nm_meta_next, *nm_meta_end;
 
 static pthread_key_t nm_heap_key;
+
+/* Other threads read a heap's state (a remote free checks for orphans): atomic stores. */
+static inline void nm_heap_set_state(nm_heap_t *h, int state) {
+  __atomic_store_n(&h->state, state, __ATOMIC_RELEASE);
+}
 static atomic_int nm_heap_inited;
 
 #define NM_META_CHUNK ((size_t)256 << 10)
@@ -84,7 +89,7 @@ nm_heap_t *nm_heap_acquire(void) {
   nm_unlock(&nm_heaps_lock);
   if (h == NULL) return NULL;
   h->next_orphan = NULL;
-  h->state = NM_HEAP_ACTIVE;
+  nm_heap_set_state(h, NM_HEAP_ACTIVE);
   nm_tls_heap = h;
   /* May allocate (keys >= 32 in glibc): the heap is already in place for that. */
   if (atomic_load_explicit(&nm_heap_inited, memory_order_relaxed))
@@ -199,8 +204,8 @@ void nm_heap_release(nm_heap_t *h) {
   nm_segment_purge(h, 1, h->dirty_bytes <= NM_ORPHAN_DIRTY);
   h->purge_at_ms = 0;
   nm_tls_heap = &nm_heap_dead;
-  h->state = NM_HEAP_ORPHAN;
   nm_lock(&nm_heaps_lock);
+  nm_heap_set_state(h, NM_HEAP_ORPHAN);
   h->next_orphan = nm_heaps_orphan;
   nm_heaps_orphan = h;
   nm_unlock(&nm_heaps_lock);
@@ -208,7 +213,7 @@ void nm_heap_release(nm_heap_t *h) {
 
 void nm_heap_reclaim_orphan(nm_heap_t *h) {
   nm_lock(&nm_heaps_lock);
-  if (h->state != NM_HEAP_ORPHAN) {
+  if (__atomic_load_n(&h->state, __ATOMIC_ACQUIRE) != NM_HEAP_ORPHAN) {
     nm_unlock(&nm_heaps_lock);
     return;
   }
@@ -219,14 +224,14 @@ void nm_heap_reclaim_orphan(nm_heap_t *h) {
     return;
   }
   *link = h->next_orphan;           /* out of the list: nobody adopts it meanwhile */
-  h->state = NM_HEAP_RECLAIMING;
+  nm_heap_set_state(h, NM_HEAP_RECLAIMING);
   nm_unlock(&nm_heaps_lock);
 
   nm_heap_collect_remote(h);
   nm_segment_purge(h, 1, h->dirty_bytes <= NM_ORPHAN_DIRTY);
 
   nm_lock(&nm_heaps_lock);
-  h->state = NM_HEAP_ORPHAN;
+  nm_heap_set_state(h, NM_HEAP_ORPHAN);
   h->next_orphan = nm_heaps_orphan;
   nm_heaps_orphan = h;
   nm_unlock(&nm_heaps_lock);
@@ -242,6 +247,6 @@ void nm_heap_after_fork_child(void) {
   /* Threads other than this one are gone; their heaps may have been mid-update when fork
    * copied them, so they are never adopted (their memory stays with the child, unused). */
   for (nm_heap_t *h = nm_heaps_all; h != NULL; h = h->next_all) {
-    if (h->state == NM_HEAP_ACTIVE && h != nm_tls_heap) h->state = NM_HEAP_DEAD;
+    if (h->state == NM_HEAP_ACTIVE && h != nm_tls_heap) nm_heap_set_state(h, NM_HEAP_DEAD);
   }
 }
