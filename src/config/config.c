@@ -158,13 +158,8 @@ static nm_buf_t bad_value(nm_parse_ctx_t *ctx, nm_span_t key, nm_span_t value, c
   return b;
 }
 
-static void set_enum(nm_parse_ctx_t *ctx, const key_desc_t *k, nm_span_t key, nm_span_t value,
-                     nm_config_t *cfg) {
-  int i = nm_choice_index(value, k->choices);
-  if (i >= 0) {
-    k->apply(cfg, (unsigned)i);
-    return;
-  }
+/* "bad value 'x' for 'k': expected a|b|c (did you mean 'b'?)" */
+static void bad_choice(nm_parse_ctx_t *ctx, const key_desc_t *k, nm_span_t key, nm_span_t value) {
   nm_buf_t b = bad_value(ctx, key, value, "bad value");
   nm_buf_str(&b, "expected ");
   nm_buf_choices(&b, k->choices);
@@ -172,18 +167,18 @@ static void set_enum(nm_parse_ctx_t *ctx, const key_desc_t *k, nm_span_t key, nm
   nm_problem_end(&b);
 }
 
+static void set_enum(nm_parse_ctx_t *ctx, const key_desc_t *k, nm_span_t key, nm_span_t value,
+                     nm_config_t *cfg) {
+  int i = nm_choice_index(value, k->choices);
+  if (i >= 0) k->apply(cfg, (unsigned)i);
+  else bad_choice(ctx, k, key, value);
+}
+
 static void set_bool(nm_parse_ctx_t *ctx, const key_desc_t *k, nm_span_t key, nm_span_t value,
                      nm_config_t *cfg) {
   bool v;
-  if (nm_parse_bool(value, &v)) {
-    *(bool *)((char *)cfg + k->offset) = v;
-    return;
-  }
-  nm_buf_t b = bad_value(ctx, key, value, "bad value");
-  nm_buf_str(&b, "expected ");
-  nm_buf_choices(&b, k->choices);
-  nm_buf_suggestion(&b, nm_closest(value, k->choices, true));
-  nm_problem_end(&b);
+  if (nm_parse_bool(value, &v)) *(bool *)((char *)cfg + k->offset) = v;
+  else bad_choice(ctx, k, key, value);
 }
 
 static bool is_pow2(uint64_t v) { return v && (v & (v - 1)) == 0; }

@@ -32,16 +32,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nm_rss.h"
+
 #define LIMIT_KIB (64L * 1024)
 
-static long rss_kib(void) {
-  FILE *f = fopen("/proc/self/statm", "r");
-  if (f == NULL) return -1;
-  long size = 0, resident = -1;
-  if (fscanf(f, "%ld %ld", &size, &resident) != 2) resident = -1;
-  fclose(f);
-  return resident < 0 ? -1 : resident * (sysconf(_SC_PAGESIZE) / 1024);
-}
 
 static uint64_t rng(uint64_t *s) {
   uint64_t z = (*s += 0x9E3779B97F4A7C15ull);

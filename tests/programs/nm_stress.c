@@ -42,6 +42,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nm_rss.h"
+
 #define MAX_THREADS 64
 #define SLOTS 2048
 #define MIB (1024u * 1024u)
@@ -573,14 +575,6 @@ static void calloc_reuse_check(void) {
   }
 }
 
-static long rss_kib(void) {
-  FILE *f = fopen("/proc/self/statm", "r");
-  if (f == NULL) return -1;
-  long size = 0, resident = -1;
-  if (fscanf(f, "%ld %ld", &size, &resident) != 2) resident = -1;
-  fclose(f);
-  return resident < 0 ? -1 : resident * (sysconf(_SC_PAGESIZE) / 1024);
-}
 
 /* ---------------------------------------------------------------- thread churn */
 
