@@ -11,7 +11,7 @@ extern char **environ;
 
 #define NM_CONFIG_PROBLEMS_SHOWN 16
 
-static const char *nm_environ_value(const char *name) {
+const char *nm_preload_env(const char *name) {
   if (environ == NULL) return NULL;
   for (char **e = environ; *e != NULL; e++) {
     const char *a = *e, *b = name;
@@ -32,7 +32,7 @@ static void nm_config_say(const char *what) {
 
 void nm_preload_read_config(nm_config_t *cfg) {
   nm_config_defaults(cfg);
-  const char *text = nm_environ_value("NEBULA_MEM_CONFIG");
+  const char *text = nm_preload_env("NEBULA_MEM_CONFIG");
   if (text == NULL || *text == 0) return;
   nm_config_problem_t problems[NM_CONFIG_PROBLEMS_SHOWN];
   size_t n = nm_config_parse(text, cfg, problems, NM_CONFIG_PROBLEMS_SHOWN);

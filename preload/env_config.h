@@ -6,4 +6,7 @@
 /* Defaults, then NEBULA_MEM_CONFIG; problems go to stderr, strict=1 makes them fatal. */
 void nm_preload_read_config(nm_config_t *cfg);
 
+/* The value of an environment variable, read from environ without allocating. */
+const char *nm_preload_env(const char *name);
+
 #endif

@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #include <malloc.h>
 
@@ -19,6 +20,23 @@ static void *nm_next_symbol(const char *name) {
   return dlsym(RTLD_NEXT, name);
 }
 
+/* When the system backend only sees big requests, tune glibc for them: map each one and
+ * unmap it on free (left to itself, glibc raises its mmap threshold after the first such
+ * free and keeps freed big blocks in its arenas), and one arena (every extra arena reserves
+ * 64 MiB of address space, which our heaps then lack under RLIMIT_AS; big requests cost a
+ * syscall each, so they gain nothing from more arenas). The user's own MALLOC_ARENA_MAX or
+ * GLIBC_TUNABLES win. strategy=system leaves glibc exactly as it is. */
+static void nm_preload_tune_system(void) {
+  size_t min = nm_router_system_min();
+  if (min == SIZE_MAX) return;
+  const size_t floor = (size_t)128 << 10, ceiling = (size_t)32 << 20;   /* glibc's bounds */
+  nm_system.mallopt(M_MMAP_THRESHOLD, (int)(min < floor ? floor : min > ceiling ? ceiling : min));
+  if (min < floor) return;   /* glibc serves small blocks too: its arenas earn their keep */
+  const char *tunables = nm_preload_env("GLIBC_TUNABLES");
+  if (!nm_preload_env("MALLOC_ARENA_MAX") && !(tunables && strstr(tunables, "malloc.arena_max")))
+    nm_system.mallopt(M_ARENA_MAX, 1);
+}
+
 bool nm_preload_ensure(void) {
   if (nm_preload_ready_now()) return true;
   if (nm_preload_initialising) return false;   /* re-entered from dlsym: bootstrap */
@@ -31,12 +49,7 @@ bool nm_preload_ensure(void) {
     nm_route_t route;
     nm_route_from_config(&cfg, &route);
     nm_runtime_init(&route);
-    /* When the system backend only sees requests above large_max, have glibc map each of
-     * them and unmap it on free. Left to itself, glibc raises its mmap threshold after the
-     * first such free and keeps freed big blocks in its arenas, address space our heaps
-     * then lack under RLIMIT_AS. strategy=system leaves glibc exactly as it is. */
-    if (cfg.strategy != NM_STRATEGY_SYSTEM)
-      nm_system.mallopt(M_MMAP_THRESHOLD, (int)(nm_route.large_max + 1));
+    if (cfg.strategy != NM_STRATEGY_SYSTEM) nm_preload_tune_system();
     nm_preload_initialising = 0;
     atomic_store(&nm_preload_state, 2);
     __atomic_store_n(&nm_preload_ready, 1, __ATOMIC_RELEASE);

@@ -41,6 +41,21 @@ nm_backend_t nm_router_backend_above(size_t n) {
   return nm_route_backend(&nm_route, n);
 }
 
+size_t nm_router_system_min(void) {
+  size_t min = SIZE_MAX;
+  for (unsigned i = 0; i < nm_route.range_count; i++) {
+    const nm_route_range_t *r = &nm_route.ranges[i];
+    size_t lo = r->lo;
+    /* Pool and bump ranges hand what is above large_max to the system. */
+    if (r->backend != NM_ROUTE_SYSTEM) {
+      if (r->hi <= nm_route.large_max) continue;
+      if (lo <= nm_route.large_max) lo = nm_route.large_max + 1;
+    }
+    if (lo < min) min = lo;
+  }
+  return min;
+}
+
 int nm_router_init(const nm_route_t *route) {
   nm_sizeclass_layout_t layout;
   memset(&layout, 0, sizeof layout);

@@ -69,6 +69,9 @@ static inline unsigned nm_router_class(size_t n) {
 
 nm_backend_t nm_router_backend_above(size_t n);
 
+/* The smallest request the route sends to the system backend, or SIZE_MAX if none. */
+size_t nm_router_system_min(void);
+
 static inline nm_backend_t nm_router_backend(size_t n) {
   if (NM_UNLIKELY(n > NM_POOL_LIMIT)) return nm_router_backend_above(n);
   unsigned c = nm_router_lookup(n);
