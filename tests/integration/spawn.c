@@ -120,12 +120,13 @@ static char **child_env(const nm_cmd_t *cmd, char **owned) {
   while (environ[n] != NULL) n++;
   if (cmd->env != NULL)
     while (cmd->env[extra] != NULL) extra++;
-  char **env = calloc(n + extra + 2, sizeof *env);
+  char **env = calloc(n + extra + 3, sizeof *env);
   cr_assert(env != NULL);
   size_t k = 0;
   for (size_t i = 0; i < n; i++) {
     const char *e = environ[i];
     if (strncmp(e, "LD_PRELOAD=", 11) == 0) continue;
+    if (cmd->preload && cmd->config != NULL && strncmp(e, "NEBULA_MEM_CONFIG=", 18) == 0) continue;
     bool replaced = false;
     for (size_t j = 0; j < extra && !replaced; j++) {
       const char *eq = strchr(cmd->env[j], '=');
@@ -141,7 +142,14 @@ static char **child_env(const nm_cmd_t *cmd, char **owned) {
     cr_assert(lp != NULL);
     sprintf(lp, "LD_PRELOAD=%s", p);
     env[k++] = lp;
-    *owned = lp;
+    owned[0] = lp;
+    if (cmd->config != NULL) {
+      char *cf = malloc(strlen(cmd->config) + 20);
+      cr_assert(cf != NULL);
+      sprintf(cf, "NEBULA_MEM_CONFIG=%s", cmd->config);
+      env[k++] = cf;
+      owned[1] = cf;
+    }
   }
   env[k] = NULL;
   return env;
@@ -247,8 +255,8 @@ bool nm_run(const nm_cmd_t *cmd, nm_result_t *res) {
   cr_assert(pipe2(out_pipe, O_CLOEXEC) == 0 && pipe2(err_pipe, O_CLOEXEC) == 0, "pipe2: %s",
             strerror(errno));
 
-  char *owned = NULL;
-  char **env = child_env(cmd, &owned);
+  char *owned[2] = {NULL, NULL};
+  char **env = child_env(cmd, owned);
   char *path = resolve_path(cmd->argv[0]);
   const char *in_path = cmd->stdin_path ? cmd->stdin_path : "/dev/null";
   int out_fd = out_pipe[1];
@@ -304,7 +312,8 @@ bool nm_run(const nm_cmd_t *cmd, nm_result_t *res) {
     close(out_pipe[0]);
     close(err_pipe[0]);
     free(env);
-    free(owned);
+    free(owned[0]);
+    free(owned[1]);
     res->out = strdup("");
     res->err = strdup("");
     return false;
@@ -357,7 +366,8 @@ bool nm_run(const nm_cmd_t *cmd, nm_result_t *res) {
   close(out_pipe[0]);
   close(err_pipe[0]);
   free(env);
-  free(owned);
+  free(owned[0]);
+  free(owned[1]);
   res->seconds = now_s() - t0;
   if (WIFEXITED(status)) {
     res->exited = true;
@@ -492,6 +502,70 @@ static void first_difference(const char *a, size_t alen, const char *b, size_t b
            line, i, al, ls <= alen ? a + ls : "", bl, ls <= blen ? b + ls : "");
 }
 
+/* $NM_CONFIGS split at ';' into out (NULL: the environment as it is, "": no config). */
+static size_t compare_configs(char *buf, size_t size, const char **out, size_t max) {
+  const char *list = getenv("NM_CONFIGS");
+  if (list == NULL || list[0] == '\0') {
+    out[0] = NULL;
+    return 1;
+  }
+  snprintf(buf, size, "%s", list);
+  size_t n = 0;
+  for (char *save = NULL, *tok = strtok_r(buf, ";", &save); tok != NULL && n < max;
+       tok = strtok_r(NULL, ";", &save))
+    out[n++] = strcmp(tok, "default") == 0 ? "" : tok;
+  cr_assert(n > 0, "NM_CONFIGS names no configuration: '%s'", list);
+  return n;
+}
+
+/* Asserts one preloaded run against the plain one (filtered outputs a). */
+static void compare_one(const nm_cmd_t *cmd, const nm_compare_opts_t *opts, const char *name,
+                        const char *cmdline, const nm_result_t *plain, const char *a,
+                        const nm_result_t *pre) {
+  char ps[128], qs[128], how[512];
+  nm_result_status(plain, ps, sizeof ps);
+  nm_result_status(pre, qs, sizeof qs);
+  snprintf(how, sizeof how, "%s%s%s", cmd->config && cmd->config[0] ? "NEBULA_MEM_CONFIG=" : "",
+           cmd->config && cmd->config[0] ? cmd->config : "", cmd->config && cmd->config[0] ? " " : "");
+  cr_log_info("%s: plain %s in %.1f s, preload %s%s in %.1f s", name, ps, plain->seconds, how,
+              qs, pre->seconds);
+  cr_assert(pre->started, "%s: could not start %s", name, cmdline);
+  cr_assert(!pre->timed_out,
+            "%s: HANG under the preload (killed after %.0f s; plain run took %.1f s)\n"
+            "reproduce: %sLD_PRELOAD=%s %s%s%s\nstderr tail:\n%s\n%s",
+            name, pre->seconds, plain->seconds, how, nm_preload_path(), cmdline,
+            cmd->cwd ? "   (in " : "", cmd->cwd ? cmd->cwd : "",
+            nm_tail(pre->err, pre->err_len, 3000),
+            pre->report ? nm_tail(pre->report, strlen(pre->report), 12000) : "(no backtrace)");
+  cr_assert(!(pre->signaled && !plain->signaled),
+            "%s: CRASH under the preload: %s (plain: %s)\nreproduce: %sLD_PRELOAD=%s %s\n"
+            "stderr tail:\n%s",
+            name, qs, ps, how, nm_preload_path(), cmdline, nm_tail(pre->err, pre->err_len, 3000));
+  cr_assert(plain->exited == pre->exited && plain->exit_code == pre->exit_code &&
+                plain->signo == pre->signo,
+            "%s: exit status differs: plain %s, preload %s\nreproduce: %sLD_PRELOAD=%s %s\n"
+            "preload stderr tail:\n%s\nplain stderr tail:\n%s",
+            name, ps, qs, how, nm_preload_path(), cmdline, nm_tail(pre->err, pre->err_len, 3000),
+            nm_tail(plain->err, plain->err_len, 1500));
+  char *b = opts && opts->filter ? opts->filter(pre->out, pre->out_len) : strdup(pre->out);
+  cr_assert(b != NULL);
+  if (strcmp(a, b) != 0) {
+    char diff[1024];
+    first_difference(a, strlen(a), b, strlen(b), diff, sizeof diff);
+    cr_assert_fail("%s: stdout differs between the plain and the preloaded run\n%s\n"
+                   "reproduce: %sLD_PRELOAD=%s %s\npreload stderr tail:\n%s",
+                   name, diff, how, nm_preload_path(), cmdline,
+                   nm_tail(pre->err, pre->err_len, 2000));
+  }
+  free(b);
+  for (size_t i = 0; opts && opts->must_contain && opts->must_contain[i]; i++)
+    cr_assert(strstr(pre->out, opts->must_contain[i]) != NULL,
+              "%s: the preloaded run's stdout lacks '%s'\nreproduce: %sLD_PRELOAD=%s %s\n"
+              "stdout tail:\n%s\nstderr tail:\n%s",
+              name, opts->must_contain[i], how, nm_preload_path(), cmdline,
+              nm_tail(pre->out, pre->out_len, 2000), nm_tail(pre->err, pre->err_len, 2000));
+}
+
 void nm_compare(const nm_cmd_t *cmd, const nm_compare_opts_t *opts, nm_result_t *plain_out,
                 nm_result_t *preload_out) {
   const char *name = opts && opts->name ? opts->name : "case";
@@ -499,62 +573,45 @@ void nm_compare(const nm_cmd_t *cmd, const nm_compare_opts_t *opts, nm_result_t 
   nm_cmd_t c = *cmd;
   c.preload = false;
   c.backtrace_on_hang = false;
+  c.config = NULL;
   nm_result_t plain, pre;
+  memset(&pre, 0, sizeof pre);
   nm_run(&c, &plain);
   nm_save_artifacts(name, "plain", &plain);
-  c.preload = true;
-  c.backtrace_on_hang = true;
-  nm_run(&c, &pre);
-  nm_save_artifacts(name, "preload", &pre);
-
-  char ps[128], qs[128];
+  char ps[128];
   nm_result_status(&plain, ps, sizeof ps);
-  nm_result_status(&pre, qs, sizeof qs);
-  cr_log_info("%s: plain %s in %.1f s, preload %s in %.1f s", name, ps, plain.seconds, qs,
-              pre.seconds);
-  cr_assert(plain.started && pre.started, "%s: could not start %s", name, cmdline);
+  cr_assert(plain.started, "%s: could not start %s", name, cmdline);
   cr_assert(!plain.timed_out,
             "%s: the plain run timed out (%.0f s): the test is broken or the machine too "
             "slow, not the allocator.\ncommand: %s\nstderr tail:\n%s",
             name, plain.seconds, cmdline, nm_tail(plain.err, plain.err_len, 2000));
-  cr_assert(!pre.timed_out,
-            "%s: HANG under the preload (killed after %.0f s; plain run took %.1f s)\n"
-            "reproduce: LD_PRELOAD=%s %s%s%s\nstderr tail:\n%s\n%s",
-            name, pre.seconds, plain.seconds, nm_preload_path(), cmdline,
-            cmd->cwd ? "   (in " : "", cmd->cwd ? cmd->cwd : "",
-            nm_tail(pre.err, pre.err_len, 3000),
-            pre.report ? nm_tail(pre.report, strlen(pre.report), 12000) : "(no backtrace)");
-  cr_assert(!(pre.signaled && !plain.signaled),
-            "%s: CRASH under the preload: %s (plain: %s)\nreproduce: LD_PRELOAD=%s %s\n"
-            "stderr tail:\n%s",
-            name, qs, ps, nm_preload_path(), cmdline, nm_tail(pre.err, pre.err_len, 3000));
-  cr_assert(plain.exited == pre.exited && plain.exit_code == pre.exit_code &&
-                plain.signo == pre.signo,
-            "%s: exit status differs: plain %s, preload %s\nreproduce: LD_PRELOAD=%s %s\n"
-            "preload stderr tail:\n%s\nplain stderr tail:\n%s",
-            name, ps, qs, nm_preload_path(), cmdline, nm_tail(pre.err, pre.err_len, 3000),
-            nm_tail(plain.err, plain.err_len, 1500));
   if (opts && opts->expect_success)
     cr_assert(plain.exited && plain.exit_code == 0,
               "%s: the plain run failed (%s), so the comparison means nothing\ncommand: %s\n"
               "stdout tail:\n%s\nstderr tail:\n%s",
               name, ps, cmdline, nm_tail(plain.out, plain.out_len, 2000),
               nm_tail(plain.err, plain.err_len, 2000));
-
   char *a = opts && opts->filter ? opts->filter(plain.out, plain.out_len) : strdup(plain.out);
-  char *b = opts && opts->filter ? opts->filter(pre.out, pre.out_len) : strdup(pre.out);
-  cr_assert(a != NULL && b != NULL);
-  if (strcmp(a, b) != 0) {
-    char diff[1024];
-    first_difference(a, strlen(a), b, strlen(b), diff, sizeof diff);
-    cr_assert_fail("%s: stdout differs between the plain and the preloaded run\n%s\n"
-                   "reproduce: LD_PRELOAD=%s %s\npreload stderr tail:\n%s",
-                   name, diff, nm_preload_path(), cmdline, nm_tail(pre.err, pre.err_len, 2000));
-  }
+  cr_assert(a != NULL);
   cr_assert(a[0] != '\0', "%s: no output to compare (plain stdout: %zu bytes)", name,
             plain.out_len);
+
+  char list[1024];
+  const char *configs[16];
+  size_t n = compare_configs(list, sizeof list, configs, 16);
+  for (size_t i = 0; i < n; i++) {
+    if (i > 0) nm_result_free(&pre);
+    c.preload = true;
+    c.backtrace_on_hang = true;
+    c.config = configs[i];
+    nm_run(&c, &pre);
+    char tag[160];
+    snprintf(tag, sizeof tag, "preload%s%s", configs[i] && configs[i][0] ? "@" : "",
+             configs[i] ? configs[i] : "");
+    nm_save_artifacts(name, tag, &pre);
+    compare_one(&c, opts, name, cmdline, &plain, a, &pre);
+  }
   free(a);
-  free(b);
   free(cmdline);
   if (plain_out) *plain_out = plain;
   else nm_result_free(&plain);

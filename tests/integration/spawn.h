@@ -8,9 +8,11 @@
  * mask, /dev/null (or a file) on stdin, and pipes on stdout and stderr that are captured
  * separately.
  *
- * nm_compare() runs one command both ways and asserts (Criterion) that the preloaded run
- * neither crashed nor hung, and that its exit status and stdout (or the part a filter
- * keeps) equal the plain run's. Outputs of both runs are saved under $NM_ARTIFACTS when it
+ * nm_compare() runs one command plain once, then preloaded once per configuration in
+ * $NM_CONFIGS (';'-separated NEBULA_MEM_CONFIG values, "default" for none; unset: one run
+ * with the environment as it is), and asserts (Criterion) that no preloaded run crashed or
+ * hung, and that each one's exit status and stdout (or the part a filter keeps) equal the
+ * plain run's. Outputs of both runs are saved under $NM_ARTIFACTS when it
  * is set, so a failure can be diffed by hand. */
 #ifndef NM_IT_SPAWN_H
 #define NM_IT_SPAWN_H
@@ -27,6 +29,7 @@ typedef struct nm_cmd {
   const char *stdin_path;       /* NULL: /dev/null */
   const char *stdout_path;      /* NULL: captured in res->out; else written to this file */
   bool backtrace_on_hang;       /* on timeout, gdb backtraces of the group into `report` */
+  const char *config;           /* with preload: NEBULA_MEM_CONFIG for the child; NULL: as is */
 } nm_cmd_t;
 
 typedef struct nm_result {
@@ -70,10 +73,12 @@ typedef struct nm_compare_opts {
   const char *name;             /* case name: artifact file names, messages */
   nm_filter_fn filter;
   bool expect_success;          /* also require exit 0 from both runs */
+  const char *const *must_contain;   /* NULL-terminated: every run's stdout has each */
 } nm_compare_opts_t;
 
-/* Runs cmd plain, then with cmd->preload set, and asserts as described above. Fills plain
- * and preload (which the caller frees) when they are not NULL. */
+/* Runs cmd plain, then preloaded under each configuration, and asserts as described above.
+ * Fills plain and preload (the last preloaded run; the caller frees both) when they are
+ * not NULL. */
 void nm_compare(const nm_cmd_t *cmd, const nm_compare_opts_t *opts, nm_result_t *plain,
                 nm_result_t *preload);
 
