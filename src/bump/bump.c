@@ -12,6 +12,10 @@ static inline size_t nm_bump_need(size_t n) {
  * otherwise start a new one. The current region carries a +1 bias in used, so frees never
  * retire it under us. */
 static NM_NOINLINE nm_page_t *nm_bump_refill(nm_heap_t *h, size_t need) {
+  /* Blocks other threads freed may empty this region or older ones: count them first (a
+   * producer thread that only allocates would otherwise never recycle a region). */
+  if (atomic_load_explicit(&h->remote_pages, memory_order_relaxed) != NULL)
+    nm_heap_collect_remote(h);
   nm_page_t *old = h->bump;
   if (old != NULL && old->used == 1) {
     old->capacity = 0;      /* everything freed: recycle the region whole */
@@ -44,6 +48,17 @@ void *nm_bump_alloc(nm_heap_t *h, size_t n) {
   pg->used++;
   *(size_t *)header = need - NM_BUMP_HEADER;
   return header + NM_BUMP_HEADER;
+}
+
+void nm_bump_emptied(nm_heap_t *h, nm_page_t *pg) {
+  /* The current region emptied (only its bias is left): rewind now, so the next blocks
+   * reuse memory that is still in the cache. */
+  if (pg->used == 1 && pg == h->bump) pg->capacity = 0;
+  else if (pg->used == 0) nm_heap_page_retire(h, pg);
+}
+
+void nm_bump_free_local(nm_heap_t *h, nm_page_t *pg) {
+  if (--pg->used <= 1) nm_bump_emptied(h, pg);
 }
 
 bool nm_bump_resize(nm_heap_t *h, nm_page_t *pg, void *p, size_t n) {

@@ -32,6 +32,10 @@ static inline void *nm_bump_alloc_fast(nm_heap_t *h, size_t n) {
   return header + NM_BUMP_HEADER;
 }
 
+/* A block of pg (owned by h) was freed by h's thread. */
+void nm_bump_free_local(nm_heap_t *h, nm_page_t *pg);
+/* pg's live count just fell to 1 or 0 after a local free: rewind or retire it. */
+void nm_bump_emptied(nm_heap_t *h, nm_page_t *pg);
 /* Resize p in place (it must be the last block of h's current region); false otherwise. */
 bool nm_bump_resize(nm_heap_t *h, nm_page_t *pg, void *p, size_t n);
 /* The owner leaves: drop the current region's bias (retiring it if nothing lives there). */

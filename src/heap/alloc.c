@@ -126,7 +126,7 @@ void nm_free_slow(nm_page_t *pg, void *p) {
     /* A bump region only counts its blocks: a local free touches no block memory, which
      * is what makes freeing a request's many cold objects cheap. */
     if (pg->heap != h) nm_page_free_remote(pg, p);
-    else if (--pg->used == 0) nm_heap_page_retire(h, pg);
+    else nm_bump_free_local(h, pg);
     return;
   }
   nm_block_t *b = (flags & NM_PAGE_ALIGNED) ? nm_page_block_of(pg, p) : (nm_block_t *)p;

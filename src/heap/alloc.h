@@ -38,12 +38,19 @@ void nm_free_slow(nm_page_t *pg, void *p);
 static inline bool nm_free_owned(void *p) {
   if (NM_UNLIKELY(!nm_segmap_contains(p))) return false;
   nm_page_t *pg = nm_segment_page_of(p);
-  if (NM_LIKELY(pg->heap == nm_tls_heap && nm_page_flags(pg) == 0)) {
-    nm_block_t *b = p;
-    b->next = pg->free;
-    pg->free = b;
-    if (NM_UNLIKELY(--pg->used == 0)) nm_heap_page_retire(pg->heap, pg);
-    return true;
+  if (NM_LIKELY(pg->heap == nm_tls_heap)) {
+    uint8_t flags = nm_page_flags(pg);
+    if (NM_LIKELY(flags == 0)) {
+      nm_block_t *b = p;
+      b->next = pg->free;
+      pg->free = b;
+      if (NM_UNLIKELY(--pg->used == 0)) nm_heap_page_retire(pg->heap, pg);
+      return true;
+    }
+    if (flags == NM_PAGE_BUMP) {   /* a bump block only counts: its memory is not touched */
+      if (NM_UNLIKELY(--pg->used <= 1)) nm_bump_emptied(pg->heap, pg);
+      return true;
+    }
   }
   nm_free_slow(pg, p);
   return true;

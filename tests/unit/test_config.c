@@ -92,8 +92,7 @@ static void expect_route(const nm_config_t *c, const range_t *want, unsigned n, 
 }
 
 static const range_t balanced_route[] = { { 0, 2 * MiB, NM_ROUTE_POOL }, { 2 * MiB + 1, SIZE_MAX, NM_ROUTE_SYSTEM } };
-static const range_t throughput_route[] = { { 0, 256, NM_ROUTE_POOL },
-                                            { 257, 64 * KiB, NM_ROUTE_BUMP },
+static const range_t throughput_route[] = { { 0, 64 * KiB, NM_ROUTE_BUMP },
                                             { 64 * KiB + 1, 2 * MiB, NM_ROUTE_POOL },
                                             { 2 * MiB + 1, SIZE_MAX, NM_ROUTE_SYSTEM } };
 static const range_t system_route[] = { { 0, SIZE_MAX, NM_ROUTE_SYSTEM } };
@@ -346,7 +345,7 @@ Test(config, long_and_odd_text_is_bounded) {
 Test(config, strategy_values) {
   parsed_t r = ok("strategy=throughput");
   cr_expect_eq(r.cfg.strategy, NM_STRATEGY_THROUGHPUT);
-  expect_route(&r.cfg, throughput_route, 4, "throughput");
+  expect_route(&r.cfg, throughput_route, 3, "throughput");
   cr_expect_eq(r.cfg.classes_per_doubling, 4u);
   cr_expect_eq(r.cfg.purge_threshold, 256 * MiB);
   cr_expect_eq(r.cfg.purge_delay_ms, 1000u);
@@ -564,7 +563,7 @@ Test(config, strategy_sets_keys_where_it_appears) {
   cr_expect_eq(r.cfg.purge_threshold, 4 * MiB);
 
   r = ok("route=0-:pool,strategy=throughput");
-  expect_route(&r.cfg, throughput_route, 4, "route then strategy");
+  expect_route(&r.cfg, throughput_route, 3, "route then strategy");
   r = ok("strategy=throughput,route=0-:pool");
   static const range_t all_pool[] = { { 0, SIZE_MAX, NM_ROUTE_POOL } };
   expect_route(&r.cfg, all_pool, 1, "strategy then route");
@@ -608,8 +607,8 @@ Test(config, route_examples) {
   r = ok(" route = 0 - 256 : Pool ,, 257-64KiB:BUMP , 64k- : system ");
   expect_route(&r.cfg, issue, 3, "spaced");
   /* The throughput route written out. */
-  r = ok("route=0-256:pool,257-64K:bump,64K-2M:pool,2M-:system");
-  expect_route(&r.cfg, throughput_route, 4, "throughput route");
+  r = ok("route=0-64K:bump,64K-2M:pool,2M-:system");
+  expect_route(&r.cfg, throughput_route, 3, "throughput route");
   r = ok("route=0-:system");
   expect_route(&r.cfg, system_route, 1, "one range");
   /* An explicit SIZE_MAX is as good as open-ended. */
@@ -694,7 +693,7 @@ Test(config, route_reports_each_problem) {
 Test(config, route_problem_keeps_previous_route) {
   parsed_t r = parse("strategy=throughput,route=0-256:pool,300-:system");
   cr_expect_eq(r.n, 1);
-  expect_route(&r.cfg, throughput_route, 4, "after a bad route");
+  expect_route(&r.cfg, throughput_route, 3, "after a bad route");
   r = parse("route=0-1K:bump,1K-:system,route=0-:bmup");
   cr_expect_eq(r.n, 1);
   static const range_t first[] = { { 0, 1024, NM_ROUTE_BUMP }, { 1025, SIZE_MAX, NM_ROUTE_SYSTEM } };
