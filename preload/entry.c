@@ -8,9 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "diag/guard.h"
 #include "heap/alloc.h"
 #include "heap/introspect.h"
 #include "init.h"
+#include "os/os.h"
 #include "system/system.h"
 
 #define NM_EXPORT __attribute__((visibility("default")))
@@ -24,7 +26,9 @@ static NM_COLD void *nm_bootstrap_request(size_t n) {
 
 static NM_NOINLINE void *nm_preload_malloc_slow(size_t n) {
   if (NM_UNLIKELY(!nm_preload_ensure())) return nm_bootstrap_request(n);
-  return nm_malloc_slow(n);
+  if (nm_guard_on) return nm_guard_alloc(NM_ENTRY_MALLOC, n, 0, false);
+  void *p = nm_malloc_slow(n);
+  return NM_LIKELY(p != NULL) ? p : nm_oom(NM_ENTRY_MALLOC, n, 0, 0);
 }
 
 NM_EXPORT void *malloc(size_t n) {
@@ -34,6 +38,10 @@ NM_EXPORT void *malloc(size_t n) {
 }
 
 NM_EXPORT void free(void *p) {
+  if (NM_UNLIKELY(nm_guard_on)) {
+    nm_guard_free(NM_ENTRY_FREE, p);
+    return;
+  }
   if (NM_LIKELY(nm_free_owned(p))) return;
   nm_system_free(p);   /* NULL, bootstrap and foreign pointers */
 }
@@ -47,7 +55,25 @@ NM_EXPORT void *calloc(size_t count, size_t size) {
     }
     return nm_bootstrap_request(n);   /* static, never reused: already zero */
   }
-  return nm_calloc(count, size);
+  size_t n;
+  if (NM_UNLIKELY(__builtin_mul_overflow(count, size, &n)))
+    return nm_oom(NM_ENTRY_CALLOC, size, count, 0);
+  if (nm_guard_on) return nm_guard_alloc(NM_ENTRY_CALLOC, n, 0, true);
+  void *p = nm_calloc(count, size);
+  return NM_LIKELY(p != NULL) ? p : nm_oom(NM_ENTRY_CALLOC, size, count, 0);
+}
+
+/* realloc's failure: the report, and with oom=fallback a block from the system backend
+ * that takes over p's content. */
+static NM_COLD void *nm_realloc_failed(nm_entry_t entry, void *p, size_t n, size_t count,
+                                       size_t size) {
+  void *q = nm_oom(entry, size, count, 0);
+  if (q != NULL && p != NULL) {
+    size_t old = nm_usable_size(p);
+    memcpy(q, p, old < n ? old : n);
+    free(p);
+  }
+  return q;
 }
 
 NM_EXPORT void *realloc(void *p, size_t n) {
@@ -59,48 +85,79 @@ NM_EXPORT void *realloc(void *p, size_t n) {
     }
     return q;
   }
-  return nm_realloc(p, n);
+  if (nm_guard_on) return nm_guard_realloc(NM_ENTRY_REALLOC, p, n);
+  void *q = nm_realloc(p, n);
+  if (NM_UNLIKELY(q == NULL) && n != 0) return nm_realloc_failed(NM_ENTRY_REALLOC, p, n, 0, n);
+  return q;
 }
 
 NM_EXPORT void *reallocarray(void *p, size_t count, size_t size) {
   size_t n;
   if (__builtin_mul_overflow(count, size, &n)) {
-    errno = ENOMEM;
-    return NULL;
+    nm_preload_ensure();
+    return nm_oom(NM_ENTRY_REALLOCARRAY, size, count, 0);
   }
-  return realloc(p, n);
+  if (NM_UNLIKELY(!nm_preload_ready_now()) || n == 0) return realloc(p, n);
+  if (nm_guard_on) return nm_guard_realloc(NM_ENTRY_REALLOCARRAY, p, n);
+  void *q = nm_realloc(p, n);
+  if (NM_UNLIKELY(q == NULL)) return nm_realloc_failed(NM_ENTRY_REALLOCARRAY, p, n, count, size);
+  return q;
 }
 
 static inline void nm_preload_wait(void) {
   if (NM_UNLIKELY(!nm_preload_ready_now())) nm_preload_ensure();
 }
 
-NM_EXPORT int posix_memalign(void **out, size_t alignment, size_t n) {
+/* memalign-style requests: glibc's checks first (no report for a bad alignment), then the
+ * guard or the heap, then the out-of-memory handling. */
+static void *nm_aligned_request(nm_entry_t entry, size_t alignment, size_t n) {
   nm_preload_wait();
-  return nm_posix_memalign(out, alignment, n);
+  if (nm_guard_on) {
+    if (alignment > SIZE_MAX / 2 + 1) {
+      errno = EINVAL;
+      return NULL;
+    }
+    return nm_guard_alloc(entry, n, alignment, false);
+  }
+  void *p = nm_memalign(alignment, n);
+  if (NM_UNLIKELY(p == NULL) && errno == ENOMEM) p = nm_oom(entry, n, 0, alignment);
+  return p;
+}
+
+NM_EXPORT int posix_memalign(void **out, size_t alignment, size_t n) {
+  if (alignment % sizeof(void *) != 0 || (alignment & (alignment - 1)) != 0 || alignment == 0)
+    return EINVAL;
+  int saved = errno;
+  void *p = nm_aligned_request(NM_ENTRY_POSIX_MEMALIGN, alignment, n);
+  errno = saved;   /* the result is the return value, not errno */
+  if (p == NULL) return ENOMEM;
+  *out = p;
+  return 0;
 }
 
 NM_EXPORT void *aligned_alloc(size_t alignment, size_t n) {
-  nm_preload_wait();
-  return nm_aligned_alloc(alignment, n);
+  return nm_aligned_request(NM_ENTRY_ALIGNED_ALLOC, alignment, n);   /* glibc: memalign */
 }
 
 NM_EXPORT void *memalign(size_t alignment, size_t n) {
-  nm_preload_wait();
-  return nm_memalign(alignment, n);
+  return nm_aligned_request(NM_ENTRY_MEMALIGN, alignment, n);
 }
 
 NM_EXPORT void *valloc(size_t n) {
-  nm_preload_wait();
-  return nm_valloc(n);
+  return nm_aligned_request(NM_ENTRY_VALLOC, nm_os_page_size(), n);
 }
 
 NM_EXPORT void *pvalloc(size_t n) {
-  nm_preload_wait();
-  return nm_pvalloc(n);
+  size_t page = nm_os_page_size(), rounded;
+  if (__builtin_add_overflow(n, page - 1, &rounded)) {
+    nm_preload_wait();
+    return nm_oom(NM_ENTRY_PVALLOC, n, 0, page);
+  }
+  return nm_aligned_request(NM_ENTRY_PVALLOC, page, rounded & ~(page - 1));
 }
 
 NM_EXPORT size_t malloc_usable_size(void *p) {
+  if (NM_UNLIKELY(nm_guard_on)) return nm_guard_usable_size(p);
   return nm_usable_size(p);
 }
 

@@ -8,6 +8,7 @@
 #include <malloc.h>
 
 #include "env_config.h"
+#include "diag/guard.h"
 #include "heap/router.h"
 #include "heap/runtime.h"
 #include "system/system.h"
@@ -49,6 +50,7 @@ bool nm_preload_ensure(void) {
     nm_route_t route;
     nm_route_from_config(&cfg, &route);
     nm_runtime_init(&route);
+    nm_guard_init();
     if (cfg.strategy != NM_STRATEGY_SYSTEM) nm_preload_tune_system();
     nm_preload_initialising = 0;
     atomic_store(&nm_preload_state, 2);

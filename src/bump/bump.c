@@ -23,6 +23,9 @@ static NM_NOINLINE nm_page_t *nm_bump_refill(nm_heap_t *h, size_t need) {
   }
   unsigned slices = (unsigned)(nm_route.bump_region >> NM_SLICE_SHIFT);
   nm_page_t *pg = nm_heap_page_alloc(h, slices);
+  /* Short of memory, nm_heap_page_alloc releases empty current pages, this region included
+   * (a remote free may just have emptied it): it is no longer ours to retire. */
+  if (h->bump != old) old = NULL;
   if (pg == NULL) return NULL;
   pg->heap = h;
   pg->class_idx = NM_CLASS_BUMP;

@@ -55,6 +55,11 @@ static const strategy_desc_t strategies[] = {
 static const char *const strategy_names[] = { "balanced", "throughput", "compact", "system", NULL };
 static const char *const preset_names[] = { "production", "development", NULL };
 static const char *const classes_names[] = { "4", "8", NULL };
+static const char *const oom_names[] = { "null", "abort", "fallback", NULL };
+static const char *const misuse_names[] = { "abort", "report", NULL };
+
+static void apply_oom(nm_config_t *cfg, unsigned which) { cfg->oom = (nm_oom_t)which; }
+static void apply_misuse(nm_config_t *cfg, unsigned which) { cfg->misuse = (nm_misuse_t)which; }
 
 static void apply_strategy(nm_config_t *cfg, unsigned which) {
   const strategy_desc_t *s = &strategies[which];
@@ -73,6 +78,8 @@ static void apply_preset(nm_config_t *cfg, unsigned which) {
   cfg->preset = (nm_preset_t)which;
   cfg->junk = dev;
   cfg->fill = dev;
+  cfg->canary = dev;
+  cfg->alloc_backtrace = dev;
 }
 
 static void apply_classes(nm_config_t *cfg, unsigned which) {
@@ -124,7 +131,15 @@ typedef struct key_desc_s {
     NM_CONFIG_BUMP_REGION_MAX)                                                                    \
   K(junk, KIND_BOOL, FIELD(junk), nm_bool_words, NULL, 0, 0)                                      \
   K(fill, KIND_BOOL, FIELD(fill), nm_bool_words, NULL, 0, 0)                                      \
-  K(strict, KIND_BOOL, FIELD(strict), nm_bool_words, NULL, 0, 0)
+  K(strict, KIND_BOOL, FIELD(strict), nm_bool_words, NULL, 0, 0)                                  \
+  K(budget, KIND_SIZE, FIELD(budget[NM_BUDGET_TOTAL]), NULL, NULL, 0, SIZE_MAX)                   \
+  K(pool_budget, KIND_SIZE, FIELD(budget[NM_BUDGET_POOL]), NULL, NULL, 0, SIZE_MAX)               \
+  K(bump_budget, KIND_SIZE, FIELD(budget[NM_BUDGET_BUMP]), NULL, NULL, 0, SIZE_MAX)               \
+  K(system_budget, KIND_SIZE, FIELD(budget[NM_BUDGET_SYSTEM]), NULL, NULL, 0, SIZE_MAX)           \
+  K(oom, KIND_ENUM, 0, oom_names, apply_oom, 0, 0)                                                \
+  K(misuse, KIND_ENUM, 0, misuse_names, apply_misuse, 0, 0)                                       \
+  K(canary, KIND_BOOL, FIELD(canary), nm_bool_words, NULL, 0, 0)                                  \
+  K(alloc_backtrace, KIND_BOOL, FIELD(alloc_backtrace), nm_bool_words, NULL, 0, 0)
 
 #define KEY_DESC(name, kind, offset, choices, apply, min, max) \
   { #name, kind, offset, choices, apply, min, max },

@@ -26,6 +26,22 @@ typedef enum nm_backend_id_e {
   NM_ROUTE_SYSTEM = 2,
 } nm_backend_id_t;
 
+/* oom=: what a failed request does after its report. */
+typedef enum nm_oom_e {
+  NM_OOM_NULL = 0,             /* default: NULL with errno ENOMEM, as malloc must */
+  NM_OOM_ABORT,                /* abort(), so a core dump is taken */
+  NM_OOM_FALLBACK,             /* a failed pool/bump request is tried on the system backend */
+} nm_oom_t;
+
+/* misuse=: what a detected heap misuse (double free, bad pointer, overwrite) does. */
+typedef enum nm_misuse_e {
+  NM_MISUSE_ABORT = 0,         /* default: report, then abort() */
+  NM_MISUSE_REPORT,            /* report and continue (the bad call does nothing) */
+} nm_misuse_t;
+
+/* Budgets: index 0 is the process total, then one per backend. */
+enum { NM_BUDGET_TOTAL = 0, NM_BUDGET_POOL, NM_BUDGET_BUMP, NM_BUDGET_SYSTEM, NM_BUDGET_COUNT };
+
 #define NM_CONFIG_MAX_RANGES 8
 
 /* Limits the parser enforces (docs/configuration.md). */
@@ -53,6 +69,11 @@ typedef struct nm_config_s {
   bool junk;                       /* junk=BOOL: fill freed blocks with 0xDF */
   bool fill;                       /* fill=BOOL: fill new blocks with 0xA5 (not calloc) */
   bool strict;                     /* strict=BOOL: any config problem is fatal */
+  size_t budget[NM_BUDGET_COUNT];  /* budget=, pool_budget=, ...: bytes in use; 0 = none */
+  nm_oom_t oom;                    /* oom=null|abort|fallback */
+  nm_misuse_t misuse;              /* misuse=abort|report */
+  bool canary;                     /* canary=BOOL: guard bytes, double/invalid-free checks */
+  bool alloc_backtrace;            /* alloc_backtrace=BOOL: misuse reports say where from */
 } nm_config_t;
 
 /* One problem found while parsing, as text for one stderr line. */

@@ -83,8 +83,6 @@ void nm_problem_end(nm_buf_t *b);
  * escaped as \xNN so that a message stays one line. */
 #define NM_QUOTE_MAX 40
 void nm_buf_quoted(nm_buf_t *b, nm_span_t s);
-/* A size in its shortest exact form: 0, 257, 64K, 2M, 2097153, 1T. */
-void nm_buf_size(nm_buf_t *b, uint64_t v);
 /* a|b|c */
 void nm_buf_choices(nm_buf_t *b, const char *const *choices);
 /* " (did you mean 'x'?)" when x is not NULL. */

@@ -234,17 +234,6 @@ void nm_buf_quoted(nm_buf_t *b, nm_span_t s) {
   nm_buf_char(b, '\'');
 }
 
-void nm_buf_size(nm_buf_t *b, uint64_t v) {
-  static const char units[] = "KMGT";
-  int u = -1;
-  while (v && (v & 1023) == 0 && u < 3) {
-    v >>= 10;
-    u++;
-  }
-  nm_buf_u64(b, v);
-  if (u >= 0) nm_buf_char(b, units[u]);
-}
-
 void nm_buf_choices(nm_buf_t *b, const char *const *choices) {
   for (size_t i = 0; choices[i]; i++) {
     if (i) nm_buf_char(b, '|');

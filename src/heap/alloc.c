@@ -118,18 +118,33 @@ void *nm_malloc(size_t n) {
   return NM_LIKELY(p != NULL) ? p : nm_malloc_slow(n);
 }
 
+void (*nm_heap_misuse_hook)(int kind, void *p);
+
+static NM_COLD void nm_heap_misuse(int kind, void *p) {
+  if (nm_heap_misuse_hook != NULL) nm_heap_misuse_hook(kind, p);
+}
+
 void nm_free_slow(nm_page_t *pg, void *p) {
+  if (NM_UNLIKELY(pg->slice_count == 0)) {   /* a free page: nothing here to free */
+    nm_heap_misuse(1, p);
+    return;
+  }
   nm_heap_t *h = nm_tls_heap;
   uint8_t flags = nm_page_flags(pg);
+  bool bump = flags & NM_PAGE_BUMP;
+  nm_block_t *b = (flags & NM_PAGE_ALIGNED) ? nm_page_block_of(pg, p) : (nm_block_t *)p;
+  if (NM_UNLIKELY(!bump && pg->heap == h && b == pg->free)) {   /* freed just before */
+    nm_heap_misuse(0, p);
+    return;
+  }
   if (NM_UNLIKELY(flags & NM_PAGE_DEBUG) && nm_route.junk) memset(p, NM_JUNK_BYTE, nm_page_usable(pg, p));
-  if (flags & NM_PAGE_BUMP) {
+  if (bump) {
     /* A bump region only counts its blocks: a local free touches no block memory, which
      * is what makes freeing a request's many cold objects cheap. */
     if (pg->heap != h) nm_page_free_remote(pg, p);
     else nm_bump_free_local(h, pg);
     return;
   }
-  nm_block_t *b = (flags & NM_PAGE_ALIGNED) ? nm_page_block_of(pg, p) : (nm_block_t *)p;
   if (pg->heap != h) {
     nm_page_free_remote(pg, b);
     return;

@@ -34,13 +34,17 @@ static inline void *nm_alloc_fast(size_t n) {
 
 void nm_free_slow(nm_page_t *pg, void *p);
 
+/* The checks free makes at no cost (a double free of the block freed last in its page, a
+ * pointer into a free page) call this, set by the diagnostics layer; the bad free then does
+ * nothing. kind: 0 double free, 1 pointer into memory that holds no block. */
+extern void (*nm_heap_misuse_hook)(int kind, void *p);
 /* Frees p if it is a pool block; false if p is not ours (NULL included). */
 static inline bool nm_free_owned(void *p) {
   if (NM_UNLIKELY(!nm_segmap_contains(p))) return false;
   nm_page_t *pg = nm_segment_page_of(p);
   if (NM_LIKELY(pg->heap == nm_tls_heap)) {
     uint8_t flags = nm_page_flags(pg);
-    if (NM_LIKELY(flags == 0)) {
+    if (NM_LIKELY(flags == 0 && p != (void *)pg->free)) {
       nm_block_t *b = p;
       b->next = pg->free;
       pg->free = b;

@@ -23,6 +23,64 @@ void nm_totals(nm_totals_t *t) {
   nm_heap_foreach(nm_totals_add, t);
 }
 
+/* Calls fn on each page of the calling thread's heap (racy reads of other threads' remote
+ * frees are fine: diagnostics only). */
+static void nm_heap_pages(void (*fn)(nm_heap_t *, nm_page_t *, void *), void *arg) {
+  nm_heap_t *h = nm_tls_heap;
+  if (h->state != NM_HEAP_ACTIVE) return;
+  for (nm_segment_t *s = h->segments; s != NULL; s = s->next)
+    for (unsigned i = 1; i < NM_SEG_SLICES;) {
+      nm_page_t *pg = &s->slices[i];
+      if (pg->slice_count == 0) {
+        i++;
+        continue;
+      }
+      fn(h, pg, arg);
+      i += pg->slice_count;
+    }
+}
+
+typedef struct { unsigned cls; nm_class_state_t *st; } nm_class_walk_t;
+
+static void nm_class_page(nm_heap_t *h, nm_page_t *pg, void *arg) {
+  nm_class_walk_t *w = arg;
+  if (pg->class_idx != w->cls) return;
+  w->st->pages++;
+  w->st->blocks += pg->reserved;
+  w->st->used += pg->used - (h->current[w->cls] == pg);   /* minus the current page's bias */
+  w->st->bytes += (size_t)pg->slice_count << NM_SLICE_SHIFT;
+}
+
+void nm_heap_class_state(unsigned cls, nm_class_state_t *st) {
+  memset(st, 0, sizeof *st);
+  nm_class_walk_t w = { cls, st };
+  nm_heap_pages(nm_class_page, &w);
+}
+
+static void nm_bump_page(nm_heap_t *h, nm_page_t *pg, void *arg) {
+  nm_bump_state_t *st = arg;
+  if (pg->class_idx != NM_CLASS_BUMP) return;
+  size_t bytes = (size_t)pg->slice_count << NM_SLICE_SHIFT;
+  size_t live = pg->used - (h->bump == pg);
+  st->regions++;
+  st->bytes += bytes;
+  st->live += live;
+  if (h->bump != pg && live <= NM_PINNED_FEW) {
+    if (st->pinned < 3) {
+      st->shown[st->pinned].start = pg->start;
+      st->shown[st->pinned].bytes = bytes;
+      st->shown[st->pinned].live = live;
+    }
+    st->pinned++;
+    st->pinned_bytes += bytes;
+  }
+}
+
+void nm_heap_bump_state(nm_bump_state_t *st) {
+  memset(st, 0, sizeof *st);
+  nm_heap_pages(nm_bump_page, st);
+}
+
 int nm_trim(size_t pad) {
   nm_heap_t *h = nm_tls_heap;
   size_t before = h->dirty_bytes + h->segment_count;

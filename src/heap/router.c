@@ -41,6 +41,12 @@ nm_backend_t nm_router_backend_above(size_t n) {
   return nm_route_backend(&nm_route, n);
 }
 
+bool nm_route_checked(const nm_route_t *r) {
+  bool budget = false;
+  for (unsigned i = 0; i < NM_BUDGET_COUNT; i++) budget |= r->budget[i] != 0;
+  return r->junk || r->fill || r->canary || budget;
+}
+
 size_t nm_router_system_min(void) {
   size_t min = SIZE_MAX;
   for (unsigned i = 0; i < nm_route.range_count; i++) {
@@ -88,7 +94,7 @@ int nm_router_init(const nm_route_t *route) {
     default: c = NM_CLASS_NONE; break;
     }
     __atomic_store_n(&nm_class_of[i], c, __ATOMIC_RELAXED);
-    __atomic_store_n(&nm_fast_class_of[i], (r.junk || r.fill) ? (uint8_t)NM_CLASS_NONE : c,
+    __atomic_store_n(&nm_fast_class_of[i], nm_route_checked(&r) ? (uint8_t)NM_CLASS_NONE : c,
                      __ATOMIC_RELAXED);
   }
   return 0;
@@ -102,6 +108,11 @@ void nm_route_from_config(const nm_config_t *cfg, nm_route_t *route) {
   route->bump_region = cfg->bump_region;
   route->junk = cfg->junk;
   route->fill = cfg->fill;
+  memcpy(route->budget, cfg->budget, sizeof route->budget);
+  route->oom = (uint8_t)cfg->oom;
+  route->misuse = (uint8_t)cfg->misuse;
+  route->canary = cfg->canary;
+  route->alloc_backtrace = cfg->alloc_backtrace;
   route->range_count = cfg->range_count;
   memcpy(route->ranges, cfg->ranges, sizeof route->ranges);
 }

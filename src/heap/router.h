@@ -31,6 +31,12 @@ typedef struct nm_route_s {
   nm_route_range_t ranges[NM_CONFIG_MAX_RANGES];
   bool junk;                      /* fill freed blocks with NM_JUNK_BYTE */
   bool fill;                      /* fill new blocks (not calloc's) with NM_FILL_BYTE */
+  /* Diagnostics (src/diag): budgets in bytes in use (0 = none), policies, checks. */
+  size_t budget[NM_BUDGET_COUNT];
+  uint8_t oom;                    /* nm_oom_t */
+  uint8_t misuse;                 /* nm_misuse_t */
+  bool canary;
+  bool alloc_backtrace;
 } nm_route_t;
 
 #define NM_JUNK_BYTE 0xDF
@@ -42,8 +48,8 @@ extern nm_sizeclass_layout_t nm_classes;
 /* (size + 15) / 16 -> class, NM_CLASS_LARGE, NM_CLASS_BUMP or NM_CLASS_NONE (system). */
 extern uint8_t nm_class_of[NM_CLASS_LOOKUP];
 
-/* The fast path's copy: the same as nm_class_of, or all NM_CLASS_NONE when junk/fill are
- * on, so every allocation takes the slow path and production pays nothing for them. */
+/* The fast path's copy: the same as nm_class_of, or all NM_CLASS_NONE when
+ * nm_route_checked(), so every allocation takes the slow path. */
 extern uint8_t nm_fast_class_of[NM_CLASS_LOOKUP];
 
 /* n <= NM_POOL_LIMIT. */
@@ -68,6 +74,10 @@ static inline unsigned nm_router_class(size_t n) {
 }
 
 nm_backend_t nm_router_backend_above(size_t n);
+
+/* Junk, fill, canaries or a budget: every request takes a slow path (the fast tables say
+ * "not served"), so production pays nothing for them. */
+bool nm_route_checked(const nm_route_t *r);
 
 /* The smallest request the route sends to the system backend, or SIZE_MAX if none. */
 size_t nm_router_system_min(void);

@@ -9,9 +9,20 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Why this thread's last mmap failed, for the out-of-memory report. */
+static __thread int nm_os_error;
+
 static long nm_sys_mmap(void *hint, size_t size) {
-  return syscall(SYS_mmap, hint, size, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  long r = syscall(SYS_mmap, hint, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (r == -1) nm_os_error = errno;
+  return r;
+}
+
+int nm_os_map_error(void) {
+  int e = nm_os_error;
+  nm_os_error = 0;
+  return e;
 }
 
 size_t nm_os_page_size(void) {

@@ -67,16 +67,18 @@ void nm_page_free_remote(nm_page_t *pg, nm_block_t *b) {
     b->next = old;
   } while (!atomic_compare_exchange_weak_explicit(&pg->thread_free, &old, b,
                                                   memory_order_acq_rel, memory_order_relaxed));
-  if (old != NULL) return;   /* the page is already queued on its heap */
-  /* First remote free since the owner last collected: queue the page. Until the owner pops
-   * it, the page holds an uncollected block, so it cannot be retired under us. */
-  nm_page_t *head = atomic_load_explicit(&h->remote_pages, memory_order_relaxed);
-  do {
-    pg->remote_next = head;
-  } while (!atomic_compare_exchange_weak_explicit(&h->remote_pages, &head, pg,
-                                                  memory_order_release, memory_order_relaxed));
-  /* Nobody collects an orphan's frees until a thread adopts it: every so often, the freeing
-   * thread does it (the page pointer must not be used after the push above). */
+  if (old == NULL) {
+    /* First remote free since the owner last collected: queue the page. Until the owner
+     * pops it, the page holds an uncollected block, so it cannot be retired under us. */
+    nm_page_t *head = atomic_load_explicit(&h->remote_pages, memory_order_relaxed);
+    do {
+      pg->remote_next = head;
+    } while (!atomic_compare_exchange_weak_explicit(&h->remote_pages, &head, pg,
+                                                    memory_order_release, memory_order_relaxed));
+  }
+  /* Nobody collects an orphan's frees until a thread adopts it: every 32nd remote free into
+   * it does (counting every free, not only those that queue a page: a bump region takes
+   * hundreds of frees and is queued once). The page must not be used after the push. */
   if (NM_UNLIKELY(__atomic_load_n(&h->state, __ATOMIC_RELAXED) == NM_HEAP_ORPHAN) &&
       atomic_fetch_add_explicit(&h->orphan_frees, 1, memory_order_relaxed) % 32 == 0)
     nm_heap_reclaim_orphan(h);

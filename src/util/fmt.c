@@ -29,7 +29,7 @@ void nm_buf_i64(nm_buf_t *b, int64_t v) {
   }
 }
 
-void nm_buf_hex(nm_buf_t *b, uint64_t v) {
+void nm_buf_hex_width(nm_buf_t *b, uint64_t v, int width) {
   static const char digits[] = "0123456789abcdef";
   char tmp[16];
   int n = 0;
@@ -38,7 +38,12 @@ void nm_buf_hex(nm_buf_t *b, uint64_t v) {
     v >>= 4;
   } while (v);
   nm_buf_str(b, "0x");
+  for (int i = n; i < width; i++) nm_buf_char(b, '0');
   while (n) nm_buf_char(b, tmp[--n]);
+}
+
+void nm_buf_hex(nm_buf_t *b, uint64_t v) {
+  nm_buf_hex_width(b, v, 0);
 }
 
 void nm_buf_bytes(nm_buf_t *b, uint64_t v) {
@@ -71,4 +76,15 @@ void nm_buf_pad_left(nm_buf_t *b, size_t mark, size_t width) {
   memmove(b->data + mark + pad, b->data + mark, n);
   memset(b->data + mark, ' ', pad);
   b->len += pad;
+}
+
+void nm_buf_size(nm_buf_t *b, uint64_t v) {
+  static const char units[] = "KMGT";
+  int u = -1;
+  while (v && (v & 1023) == 0 && u < 3) {
+    v >>= 10;
+    u++;
+  }
+  nm_buf_u64(b, v);
+  if (u >= 0) nm_buf_char(b, units[u]);
 }

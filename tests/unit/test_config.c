@@ -140,8 +140,11 @@ Test(config, problems_counted_without_a_buffer) {
 }
 
 Test(config, keys_lists_every_key) {
-  static const char *const expected[] = { "strategy",    "preset",      "route", "classes", "purge_threshold",
-                                          "purge_delay", "bump_region", "junk",  "fill",    "strict" };
+  static const char *const expected[] = { "strategy",    "preset",      "route",         "classes",
+                                          "purge_threshold", "purge_delay", "bump_region", "junk",
+                                          "fill",        "strict",      "budget",        "pool_budget",
+                                          "bump_budget", "system_budget", "oom",         "misuse",
+                                          "canary",      "alloc_backtrace" };
   const char *const *keys = nm_config_keys();
   size_t n = 0;
   while (keys[n]) n++;
@@ -258,7 +261,9 @@ Test(config, unknown_keys) {
   problem("purge_treshold=1", "purge_treshold", "unknown key 'purge_treshold' (did you mean 'purge_threshold'?)");
   problem("jnuk=1", "jnuk", "unknown key 'jnuk' (did you mean 'junk'?)");
   problem("bump-region=1M", "bump-region", "unknown key 'bump-region' (did you mean 'bump_region'?)");
-  problem("bugdet=1G", "bugdet", "unknown key 'bugdet'");
+  /* The example. */
+  problem("bugdet=1G", "bugdet", "unknown key 'bugdet' (did you mean 'budget'?)");
+  problem("poolbudget=1G", "poolbudget", "unknown key 'poolbudget' (did you mean 'pool_budget'?)");
   problem("zzzzzzzz=1", "zzzzzzzz", "unknown key 'zzzzzzzz'");
   problem("x=1", "x", "unknown key 'x'");
 }

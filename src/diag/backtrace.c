@@ -1,0 +1,137 @@
+#include "diag/backtrace.h"
+
+#include <dlfcn.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <unistd.h>
+
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+static __thread bool nm_unwinding;
+
+/* When we are a shared object (the preload), the leading frames inside it are ours, however
+ * the compiler inlined them: they are left out. Linked into a program, `skip` decides. */
+static bool nm_ours(uintptr_t ip) {
+  static uintptr_t self_base = 1, main_base = 1;
+  if (self_base == 1) {
+    Dl_info self, prog;
+    self_base = dladdr((void *)nm_ours, &self) ? (uintptr_t)self.dli_fbase : 0;
+    main_base = dladdr((void *)getauxval(AT_PHDR), &prog) ? (uintptr_t)prog.dli_fbase : 0;
+  }
+  if (self_base == 0 || self_base == main_base) return false;
+  Dl_info info;
+  return dladdr((void *)(ip - 1), &info) && (uintptr_t)info.dli_fbase == self_base;
+}
+
+int nm_backtrace_capture(void **ips, int max, int skip) {
+  if (nm_unwinding) return 0;
+  nm_unwinding = true;
+  void *all[NM_BACKTRACE_MAX + 16];
+  int want = max + skip + 1;   /* +1: this function */
+  if (want > (int)(sizeof all / sizeof all[0])) want = (int)(sizeof all / sizeof all[0]);
+  int n = unw_backtrace(all, want);
+  nm_unwinding = false;
+  int i = skip + 1, out = 0;
+  while (i < n && nm_ours((uintptr_t)all[i])) i++;
+  for (; i < n && out < max; i++) ips[out++] = all[i];
+  return out;
+}
+
+static char nm_exe[512];
+static char nm_cwd[512];
+
+/* The module's path as a symbolizer needs it, absolute: the main program's dli_fname may be
+ * "" or argv[0], and a library preloaded by a relative path keeps that path. */
+static const char *nm_module_path(const char *fname, nm_buf_t *scratch) {
+  if (fname != NULL && fname[0] == '/') return fname;
+  if (nm_exe[0] == '\0') {
+    ssize_t n = readlink("/proc/self/exe", nm_exe, sizeof nm_exe - 1);
+    nm_exe[n > 0 ? n : 0] = '\0';
+  }
+  if (fname == NULL || fname[0] == '\0') return nm_exe[0] ? nm_exe : "?";
+  const char *base = strrchr(fname, '/'), *exe_base = strrchr(nm_exe, '/');
+  base = base ? base + 1 : fname;
+  if (exe_base != NULL && strcmp(base, exe_base + 1) == 0) return nm_exe;
+  if (nm_cwd[0] == '\0' && getcwd(nm_cwd, sizeof nm_cwd) == NULL) nm_cwd[0] = '\0';
+  if (nm_cwd[0] == '\0') return fname;
+  nm_buf_str(scratch, nm_cwd);
+  nm_buf_char(scratch, '/');
+  nm_buf_str(scratch, fname[0] == '.' && fname[1] == '/' ? fname + 2 : fname);
+  nm_buf_char(scratch, '\0');
+  scratch->data[scratch->cap - 1] = '\0';
+  return scratch->data;
+}
+
+/* `#N 0xADDR name+0xOFF (module+0xOFF)`; name may be NULL. */
+static void nm_frame_line(nm_buf_t *b, int index, uintptr_t ip, const char *name, uintptr_t off) {
+  nm_buf_str(b, "    #");
+  nm_buf_u64(b, (uint64_t)index);
+  nm_buf_char(b, ' ');
+  nm_buf_hex_width(b, ip, 16);
+  nm_buf_char(b, ' ');
+  if (name != NULL && name[0] != '\0') {
+    nm_buf_str(b, name);
+    nm_buf_char(b, '+');
+    nm_buf_hex(b, off);
+  } else {
+    nm_buf_str(b, "??");
+  }
+  Dl_info info;
+  /* ip - 1: a return address may be one past the end of its function */
+  if (dladdr((void *)(ip - 1), &info) != 0 && info.dli_fname != NULL) {
+    nm_buf_str(b, " (");
+    char path[600];
+    nm_buf_t scratch = NM_BUF(path);
+    nm_buf_str(b, nm_module_path(info.dli_fname, &scratch));
+    nm_buf_char(b, '+');
+    nm_buf_hex(b, ip - (uintptr_t)info.dli_fbase);
+    nm_buf_char(b, ')');
+  }
+  nm_buf_char(b, '\n');
+}
+
+void nm_backtrace_format(nm_buf_t *b, void *const *ips, int n) {
+  for (int i = 0; i < n; i++) {
+    uintptr_t ip = (uintptr_t)ips[i];
+    Dl_info info;
+    const char *name = NULL;
+    uintptr_t off = 0;
+    if (dladdr((void *)(ip - 1), &info) != 0 && info.dli_sname != NULL) {
+      name = info.dli_sname;
+      off = ip - (uintptr_t)info.dli_saddr;
+    }
+    nm_frame_line(b, i, ip, name, off);
+  }
+}
+
+void nm_backtrace_write_here(nm_buf_t *b, int skip) {
+  if (nm_unwinding) {
+    nm_buf_str(b, "    (no backtrace: the unwinder itself needed memory)\n");
+    return;
+  }
+  nm_unwinding = true;
+  unw_context_t ctx;
+  unw_cursor_t cur;
+  int frames = 0;
+  if (unw_getcontext(&ctx) != 0 || unw_init_local(&cur, &ctx) != 0) {
+    nm_buf_str(b, "    (no backtrace: libunwind could not start)\n");
+    nm_unwinding = false;
+    return;
+  }
+  int index = 0;
+  while (frames < NM_BACKTRACE_MAX + skip && unw_step(&cur) > 0) {
+    frames++;
+    if (frames <= skip) continue;
+    unw_word_t ip = 0, off = 0;
+    unw_get_reg(&cur, UNW_REG_IP, &ip);
+    if (index == 0 && nm_ours((uintptr_t)ip)) continue;
+    char name[256];
+    const char *sym = unw_get_proc_name(&cur, name, sizeof name, &off) == 0 ? name : NULL;
+    nm_frame_line(b, index++, (uintptr_t)ip, sym, (uintptr_t)off);
+  }
+  if (index == 0) nm_buf_str(b, "    (no backtrace: no frame could be unwound)\n");
+  nm_unwinding = false;
+}
