@@ -29,8 +29,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
 
 # (name, environment) pairs, in column order. "{nebula}" is replaced by the built preload's
-# path. An entry whose LD_PRELOAD file is missing is skipped with a note. To compare nebula
-# strategies, add a line such as
+# path, "{nebula_nocounters}" by that of the build with the statistics counters compiled out
+# (-Dcounters=false). An entry whose LD_PRELOAD file is missing is skipped with a note. To
+# compare nebula strategies, add a line such as
 #     ("nebula-foo", {"LD_PRELOAD": "{nebula}", "NEBULA_MEM_CONFIG": "strategy=foo"}),
 ALLOCATORS = [
     ("glibc", {}),
@@ -40,12 +41,16 @@ ALLOCATORS = [
     ("nebula", {"LD_PRELOAD": "{nebula}"}),
     ("nebula-throughput", {"LD_PRELOAD": "{nebula}", "NEBULA_MEM_CONFIG": "strategy=throughput"}),
     ("nebula-compact", {"LD_PRELOAD": "{nebula}", "NEBULA_MEM_CONFIG": "strategy=compact"}),
+    ("nebula-nocounters", {"LD_PRELOAD": "{nebula_nocounters}"}),
 ]
 
 # Reference columns for the ratios, and the issue's targets for nebula.
 REF_GLIBC, REF_MIMALLOC, SUBJECT = "glibc", "mimalloc", "nebula"
 MIMALLOC_TARGET = 1.25
 SMALL_MAX = 1024  # pairs-N / batch-N with N <= this are the "small-size" workloads
+# nebula with the statistics counters compiled out, and the target for what they may cost.
+NOCOUNTERS = "nebula-nocounters"
+COUNTERS_TARGET = 1.02  # nebula median / nebula-nocounters median
 
 # Variables that would change what an allocator does; never inherited from the caller.
 SCRUB_PREFIXES = ("LD_PRELOAD", "MALLOC_", "GLIBC_TUNABLES", "JE_MALLOC_CONF", "MALLOC_CONF",
@@ -65,6 +70,9 @@ def parse_args():
     ap.add_argument("--build-dir", default="build", help="meson build directory (default build)")
     ap.add_argument("--bench-bin", help="nm_bench binary (default BUILD_DIR/bench/nm_bench)")
     ap.add_argument("--nebula", help="nebula preload (default BUILD_DIR/preload/libnebula_preload.so)")
+    ap.add_argument("--nebula-nocounters",
+                    help="nebula preload built with -Dcounters=false "
+                         "(default BUILD_DIR-nocounters/preload/libnebula_preload.so)")
     ap.add_argument("--results-dir", default=os.path.join(ROOT, "bench", "results"), help="raw JSON goes here")
     ap.add_argument("--timeout", type=float, default=300, help="seconds before one run counts as failed")
     ap.add_argument("--from-json", metavar="FILE",
@@ -75,6 +83,8 @@ def parse_args():
     build = args.build_dir if os.path.isabs(args.build_dir) else os.path.join(ROOT, args.build_dir)
     args.bench_bin = os.path.abspath(args.bench_bin or os.path.join(build, "bench", "nm_bench"))
     args.nebula = os.path.abspath(args.nebula or os.path.join(build, "preload", "libnebula_preload.so"))
+    args.nebula_nocounters = os.path.abspath(
+        args.nebula_nocounters or os.path.join(build.rstrip("/") + "-nocounters", "preload", "libnebula_preload.so"))
     if args.out is None and not args.quick and not args.from_json:
         args.out = os.path.join(ROOT, "docs", "benchmarks.md")
     return args
@@ -132,6 +142,7 @@ def machine_info(args):
         "packages": [p for p in pkgs.splitlines() if p],
         "nebula_rev": rev,
         "nebula_so_sha256": file_digest(args.nebula),
+        "nebula_nocounters_so_sha256": file_digest(args.nebula_nocounters),
         "compiler": sh(["cc", "--version"]).splitlines()[0] if sh(["cc", "--version"]) else "",
     }
 
@@ -164,7 +175,8 @@ def resolve_allocators(args):
     for name, env in ALLOCATORS:
         if wanted and name not in wanted:
             continue
-        env = {k: v.replace("{nebula}", args.nebula) for k, v in env.items()}
+        env = {k: v.replace("{nebula}", args.nebula).replace("{nebula_nocounters}", args.nebula_nocounters)
+               for k, v in env.items()}
         pre = env.get("LD_PRELOAD")
         if pre and not os.path.exists(pre):
             notes.append("%s skipped: %s not found" % (name, pre))
@@ -275,6 +287,39 @@ def tables(summary, workloads, allocs):
                     md_table(["workload", "nebula s", "/glibc", "/mimalloc", "cpu /glibc", "cpu /mimalloc",
                               "verdict (on wall-clock medians)"], rows)))
 
+    # What the statistics counters cost: nebula against the same sources built without them.
+    if SUBJECT in allocs and NOCOUNTERS in allocs:
+        rows, ratios = [], []
+        for w in workloads:
+            s, n = summary[w][SUBJECT], summary[w][NOCOUNTERS]
+            r = s["median_s"] / n["median_s"] if "median_s" in s and n.get("median_s") else None
+            cr = s["median_cpu_s"] / n["median_cpu_s"] if "median_cpu_s" in s and n.get("median_cpu_s") else None
+            if r is None:
+                verdict = "FAILED (%s)" % ("; ".join("%s: %s" % (a, summary[w][a]["error"])
+                                                     for a in (SUBJECT, NOCOUNTERS) if "error" in summary[w][a])
+                                           or "no time")
+            elif r <= COUNTERS_TARGET:
+                verdict = "within %g%%" % (100 * (COUNTERS_TARGET - 1))
+                ratios.append((r, w))
+            else:
+                verdict = "**over %g%%: %.1f%%**" % (100 * (COUNTERS_TARGET - 1), 100 * (r - 1))
+                ratios.append((r, w))
+            rows.append([w, "FAIL" if "error" in s else "%.4f" % s["median_s"],
+                         "FAIL" if "error" in n else "%.4f" % n["median_s"],
+                         "-" if r is None else "%.3f" % r, "-" if cr is None else "%.3f" % cr, verdict])
+        text = ("nebula against %s, the same sources built with `-Dcounters=false` (the per-operation "
+                "statistics counters compiled out). Target: the counters cost at most %g%%, i.e. "
+                "nebula / %s <= %.2f.\n\n" % (NOCOUNTERS, 100 * (COUNTERS_TARGET - 1), NOCOUNTERS, COUNTERS_TARGET)
+                + md_table(["workload", "nebula s", "nocounters s", "nebula / nocounters", "cpu ratio",
+                            "verdict (on wall-clock medians)"], rows))
+        if ratios:
+            worst = max(ratios)
+            text += ("\n\nOver %d workload%s: median ratio %.3f, worst %.3f (%s); %d over the %g%% target."
+                     % (len(ratios), "" if len(ratios) == 1 else "s", statistics.median(r for r, _ in ratios),
+                        worst[0], worst[1], sum(r > COUNTERS_TARGET for r, _ in ratios),
+                        100 * (COUNTERS_TARGET - 1)))
+        out.append(("Statistics counters: cost", text))
+
     def wide(title, value, fmt, extra_ops=False):
         hdr = ["workload"] + (["ops"] if extra_ops else []) + allocs
         rows = []
@@ -332,6 +377,11 @@ HOW_TO_READ = """\
   thread frees them (cross-thread free), blocks passed 256 at a time through a lock-free
   ring; **realloc** 16 buffers grown side by side by +16..64 B up to 4 KiB, then x1.5 up to
   8 KiB - 1 MiB, then shrunk to a quarter and freed.
+- **nebula-nocounters** is nebula built from the same sources with `-Dcounters=false`
+  (scripts/bench.sh builds it next to the other, in build-bench-nocounters), so the
+  per-operation statistics counters are compiled out; nebula / nebula-nocounters is what the
+  counters cost. A difference of a few percent is within the noise where the spread of that
+  row is of the same size.
 - Baselines are Debian's packaged builds (versions above), loaded with LD_PRELOAD exactly as
   nebula is; glibc is the program without any preload.
 """
@@ -345,8 +395,11 @@ def render_markdown(meta, summary, workloads, allocs, notes):
              "- Machine: %s, %s CPUs (nproc), %s RAM; Linux %s; %s" % (
                  m["cpu"], m["nproc"], m["memory"], m["kernel"], m["libc"]),
              "- Baselines: %s" % (", ".join(m["packages"]) or "unknown versions"),
-             "- nebula: git %s; preload sha256 %s...; compiler: %s" % (
-                 m["nebula_rev"] or "?", m["nebula_so_sha256"] or "?", m["compiler"] or "?"),
+             "- nebula: git %s; preload sha256 %s...%s; compiler: %s" % (
+                 m["nebula_rev"] or "?", m["nebula_so_sha256"] or "?",
+                 "; %s preload sha256 %s..." % (NOCOUNTERS, m["nebula_nocounters_so_sha256"])
+                 if NOCOUNTERS in allocs and m.get("nebula_nocounters_so_sha256") else "",
+                 m["compiler"] or "?"),
              "- Runs per workload and allocator: %d%s" % (meta["runs"], " (quick: 1/20 of the ops)" if meta["quick"] else ""),
              "- Load average (1/5/15 min) at start: %s; at end: %s (other work on the machine adds noise)"
              % (meta["loadavg_start"], meta["loadavg_end"]),
@@ -417,6 +470,7 @@ def main():
     meta["loadavg_start"] = loadavg()
     records = []
     total = args.runs * len(workloads) * len(allocs)
+    name_width = max(len(n) for n in names)
     done = 0
     for i in range(args.runs):
         for wi, w in enumerate(workloads):
@@ -428,7 +482,8 @@ def main():
                 records.append(r)
                 done += 1
                 status = r["error"] if "error" in r else "%.4f s  %d KiB" % (r["seconds"], r["maxrss_kb"])
-                print("[%*d/%d] run %d  %-11s %-9s %s" % (len(str(total)), done, total, i + 1, w, name, status),
+                print("[%*d/%d] run %d  %-11s %-*s %s" % (len(str(total)), done, total, i + 1, w,
+                                                          name_width, name, status),
                       file=sys.stderr, flush=True)
 
     meta["loadavg_end"] = loadavg()

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "diag/guard.h"
+#include "diag/stats_dump.h"
 #include "heap/alloc.h"
 #include "heap/introspect.h"
 #include "init.h"
@@ -43,7 +44,7 @@ NM_EXPORT void free(void *p) {
     return;
   }
   if (NM_LIKELY(nm_free_owned(p))) return;
-  nm_system_free(p);   /* NULL, bootstrap and foreign pointers */
+  nm_free_foreign(p);   /* NULL, bootstrap and foreign pointers */
 }
 
 NM_EXPORT void *calloc(size_t count, size_t size) {
@@ -214,5 +215,8 @@ NM_EXPORT struct mallinfo mallinfo(void) {
 
 NM_EXPORT void malloc_stats(void) {
   nm_preload_wait();
-  nm_malloc_stats();
+  nm_stats_dump_text_stderr();   /* ours, then the system backend's own */
+  static const char next[] = "nebula: the system backend's malloc_stats follows\n";
+  nm_os_write(2, next, sizeof next - 1);
+  nm_system.malloc_stats();
 }

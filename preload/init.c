@@ -9,6 +9,7 @@
 
 #include "env_config.h"
 #include "diag/guard.h"
+#include "diag/stats_dump.h"
 #include "heap/router.h"
 #include "heap/runtime.h"
 #include "system/system.h"
@@ -51,6 +52,7 @@ bool nm_preload_ensure(void) {
     nm_route_from_config(&cfg, &route);
     nm_runtime_init(&route);
     nm_guard_init();
+    nm_stats_install();
     if (cfg.strategy != NM_STRATEGY_SYSTEM) nm_preload_tune_system();
     nm_preload_initialising = 0;
     atomic_store(&nm_preload_state, 2);
@@ -59,6 +61,12 @@ bool nm_preload_ensure(void) {
   }
   while (atomic_load(&nm_preload_state) != 2) sched_yield();
   return true;
+}
+
+/* stats=exit: the last thing the preload does (it is finalised after the program and the
+ * libraries it loaded). */
+__attribute__((destructor)) static void nm_preload_destructor(void) {
+  if (nm_preload_ready_now() && nm_route.stats == NM_STATS_EXIT) nm_stats_dump();
 }
 
 /* Also initialise at load time, before the program starts threads. */

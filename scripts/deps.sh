@@ -10,6 +10,7 @@ packages=(
   libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4          # benchmark baselines
   python3 libpython3.11-testsuite sqlite3 git coreutils     # real programs under the preload
   time procps valgrind gdb                                  # measurement, checks, hang backtraces
+  binutils                                                  # addr2line for scripts/nebula-symbolize
 )
 
 missing=()

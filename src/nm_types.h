@@ -18,6 +18,17 @@
 #define NM_NOINLINE    __attribute__((noinline))
 #define NM_COLD        __attribute__((cold, noinline))
 
+/* The per-operation statistics counters (allocations and frees per class). On by default;
+ * `meson -Dcounters=false` compiles them out, so the benchmark can measure their cost. */
+#ifndef NM_COUNTERS
+#define NM_COUNTERS 1
+#endif
+#if NM_COUNTERS
+#define NM_COUNT(expr) (expr)
+#else
+#define NM_COUNT(expr) ((void)0)
+#endif
+
 #define NM_ALIGN        16u                      /* every block: max_align_t */
 #define NM_SEG_SHIFT    22u                      /* 4 MiB segments */
 #define NM_SEG_SIZE     ((size_t)1 << NM_SEG_SHIFT)
@@ -86,6 +97,41 @@ struct nm_segment_s {
   nm_page_t slices[NM_SEG_SLICES];
 };
 
+/* Per-thread counters. Each heap carries its own, written only by the thread that owns the
+ * heap, with plain adds (no atomic read-modify-write on any path); any thread may read them
+ * (a dump from a signal handler, mallinfo2) without stopping the owner: every counter is
+ * read whole (aligned 64-bit loads), but not all of them at one instant. A heap outlives
+ * its thread (the next thread adopts it), so an exited thread's counts stay in the sums.
+ *
+ * Frees by other threads are counted by the owner when it collects them; frees of system
+ * blocks count in the freeing thread's heap (a heap's own difference may be negative: only
+ * the sum over heaps means something). */
+typedef struct nm_class_count_s {
+  uint64_t allocs;        /* blocks handed out */
+  uint64_t frees;         /* freed by the owner thread */
+  uint64_t remote_frees;  /* freed by other threads, collected by the owner */
+  uint64_t pages_made;    /* pool classes: pages carved for the class ... */
+  uint64_t pages_retired; /* ... and given back to their segment */
+} nm_class_count_t;
+
+typedef struct nm_heap_stats_s {
+  /* Pool classes, then NM_CLASS_BUMP, NM_CLASS_LARGE and NM_CLASS_NONE (the system). */
+  nm_class_count_t cls[NM_CLASS_MAX];
+  uint64_t large_bytes_in;      /* page bytes of large blocks made */
+  uint64_t large_bytes_out;     /* ... and given back */
+  uint64_t system_bytes_in;     /* usable bytes of system blocks allocated through us */
+  uint64_t system_bytes_out;    /* ... and freed */
+  uint64_t bump_regions_made;
+  uint64_t bump_regions_retired;
+  uint64_t bump_rewinds;        /* regions recycled whole by rewinding the cursor */
+  uint64_t bump_pinned;         /* regions left behind, not current, still holding blocks */
+  uint64_t bump_unpinned;       /* ... that later emptied */
+  uint64_t page_bytes_peak;     /* the most bytes this heap's pages held */
+  uint64_t purged_bytes;        /* given back to the kernel (madvise) */
+  uint64_t segments_mapped;
+  uint64_t segments_unmapped;
+} nm_heap_stats_t;
+
 typedef struct nm_page_queue_s {
   nm_page_t *first, *last;
 } nm_page_queue_t;
@@ -110,6 +156,7 @@ struct nm_heap_s {
   nm_heap_t *next_all;                  /* registry of every heap, for stats and fork */
   nm_heap_t *next_orphan;
   _Atomic unsigned orphan_frees;        /* remote frees queued while orphaned */
+  nm_heap_stats_t stats;
 };
 
 #endif

@@ -19,6 +19,7 @@ static NM_NOINLINE nm_page_t *nm_bump_refill(nm_heap_t *h, size_t need) {
   nm_page_t *old = h->bump;
   if (old != NULL && old->used == 1) {
     old->capacity = 0;      /* everything freed: recycle the region whole */
+    h->stats.bump_rewinds++;
     if (need <= old->reserved) return old;
   }
   unsigned slices = (unsigned)(nm_route.bump_region >> NM_SLICE_SHIFT);
@@ -33,6 +34,7 @@ static NM_NOINLINE nm_page_t *nm_bump_refill(nm_heap_t *h, size_t need) {
   pg->capacity = 0;                                   /* the cursor, in bytes */
   pg->reserved = (uint32_t)((size_t)slices << NM_SLICE_SHIFT);
   pg->used = 1;                                       /* the current region's bias */
+  h->stats.bump_regions_made++;
   pg->flags = NM_PAGE_BUMP | ((nm_route.junk || nm_route.fill) ? NM_PAGE_DEBUG : 0);
   h->bump = pg;
   if (old != NULL && --old->used == 0) nm_heap_page_retire(h, old);
@@ -49,6 +51,7 @@ void *nm_bump_alloc(nm_heap_t *h, size_t n) {
   uint8_t *header = pg->start + pg->capacity;
   pg->capacity += (uint32_t)need;
   pg->used++;
+  NM_COUNT(h->stats.cls[NM_CLASS_BUMP].allocs++);
   *(size_t *)header = need - NM_BUMP_HEADER;
   return header + NM_BUMP_HEADER;
 }
@@ -56,11 +59,16 @@ void *nm_bump_alloc(nm_heap_t *h, size_t n) {
 void nm_bump_emptied(nm_heap_t *h, nm_page_t *pg) {
   /* The current region emptied (only its bias is left): rewind now, so the next blocks
    * reuse memory that is still in the cache. */
-  if (pg->used == 1 && pg == h->bump) pg->capacity = 0;
-  else if (pg->used == 0) nm_heap_page_retire(h, pg);
+  if (pg->used == 1 && pg == h->bump) {
+    pg->capacity = 0;
+    h->stats.bump_rewinds++;
+  } else if (pg->used == 0) {
+    nm_heap_page_retire(h, pg);
+  }
 }
 
 void nm_bump_free_local(nm_heap_t *h, nm_page_t *pg) {
+  NM_COUNT(h->stats.cls[NM_CLASS_BUMP].frees++);
   if (--pg->used <= 1) nm_bump_emptied(h, pg);
 }
 

@@ -58,7 +58,18 @@ static const char *const classes_names[] = { "4", "8", NULL };
 static const char *const oom_names[] = { "null", "abort", "fallback", NULL };
 static const char *const misuse_names[] = { "abort", "report", NULL };
 
+static const char *const stats_names[] = { "off", "exit", NULL };
+static const char *const stats_signal_names[] = { "USR1", "USR2", "none", NULL };
+static const char *const stats_format_names[] = { "text", "json", "prometheus", NULL };
+
 static void apply_oom(nm_config_t *cfg, unsigned which) { cfg->oom = (nm_oom_t)which; }
+static void apply_stats(nm_config_t *cfg, unsigned which) { cfg->stats = (nm_stats_when_t)which; }
+static void apply_stats_signal(nm_config_t *cfg, unsigned which) {
+  cfg->stats_signal = (nm_stats_signal_t)which;
+}
+static void apply_stats_format(nm_config_t *cfg, unsigned which) {
+  cfg->stats_format = (nm_stats_format_t)which;
+}
 static void apply_misuse(nm_config_t *cfg, unsigned which) { cfg->misuse = (nm_misuse_t)which; }
 
 static void apply_strategy(nm_config_t *cfg, unsigned which) {
@@ -80,6 +91,7 @@ static void apply_preset(nm_config_t *cfg, unsigned which) {
   cfg->fill = dev;
   cfg->canary = dev;
   cfg->alloc_backtrace = dev;
+  cfg->stats = dev ? NM_STATS_EXIT : NM_STATS_OFF;
 }
 
 static void apply_classes(nm_config_t *cfg, unsigned which) {
@@ -105,6 +117,7 @@ typedef enum key_kind_e {
   KIND_POW2,      /* size_t at `offset`, a power of two in min..max */
   KIND_MS,        /* unsigned at `offset`, milliseconds min..max */
   KIND_BOOL,      /* bool at `offset` */
+  KIND_PATH,      /* char[NM_CONFIG_PATH_MAX] at `offset`; "stderr" stores "" */
 } key_kind_t;
 
 typedef struct key_desc_s {
@@ -139,7 +152,11 @@ typedef struct key_desc_s {
   K(oom, KIND_ENUM, 0, oom_names, apply_oom, 0, 0)                                                \
   K(misuse, KIND_ENUM, 0, misuse_names, apply_misuse, 0, 0)                                       \
   K(canary, KIND_BOOL, FIELD(canary), nm_bool_words, NULL, 0, 0)                                  \
-  K(alloc_backtrace, KIND_BOOL, FIELD(alloc_backtrace), nm_bool_words, NULL, 0, 0)
+  K(alloc_backtrace, KIND_BOOL, FIELD(alloc_backtrace), nm_bool_words, NULL, 0, 0)              \
+  K(stats, KIND_ENUM, 0, stats_names, apply_stats, 0, 0)                                          \
+  K(stats_signal, KIND_ENUM, 0, stats_signal_names, apply_stats_signal, 0, 0)                     \
+  K(stats_format, KIND_ENUM, 0, stats_format_names, apply_stats_format, 0, 0)                     \
+  K(stats_file, KIND_PATH, FIELD(stats_file), NULL, NULL, 0, 0)
 
 #define KEY_DESC(name, kind, offset, choices, apply, min, max) \
   { #name, kind, offset, choices, apply, min, max },
@@ -239,6 +256,24 @@ static void set_ms(nm_parse_ctx_t *ctx, const key_desc_t *k, nm_span_t key, nm_s
   nm_problem_end(&b);
 }
 
+static void set_path(nm_parse_ctx_t *ctx, const key_desc_t *k, nm_span_t key, nm_span_t value,
+                     nm_config_t *cfg) {
+  char *out = (char *)cfg + k->offset;
+  if (value.n == 0 || value.n >= NM_CONFIG_PATH_MAX) {
+    nm_buf_t b = bad_value(ctx, key, value, "bad value");
+    nm_buf_str(&b, value.n ? "expected a path shorter than 256 bytes"
+                           : "expected a file path (%p is replaced by the pid) or stderr");
+    nm_problem_end(&b);
+    return;
+  }
+  if (nm_span_eq(value, "stderr")) {
+    out[0] = '\0';
+    return;
+  }
+  for (size_t i = 0; i < value.n; i++) out[i] = value.p[i];
+  out[value.n] = '\0';
+}
+
 static void set_value(nm_parse_ctx_t *ctx, const key_desc_t *k, nm_span_t key, nm_span_t value,
                       nm_config_t *cfg) {
   switch (k->kind) {
@@ -248,6 +283,7 @@ static void set_value(nm_parse_ctx_t *ctx, const key_desc_t *k, nm_span_t key, n
   case KIND_POW2: set_size(ctx, k, key, value, cfg); break;
   case KIND_MS: set_ms(ctx, k, key, value, cfg); break;
   case KIND_BOOL: set_bool(ctx, k, key, value, cfg); break;
+  case KIND_PATH: set_path(ctx, k, key, value, cfg); break;
   }
 }
 

@@ -1,6 +1,7 @@
 #include "diag/backtrace.h"
 
 #include <dlfcn.h>
+#include <link.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -13,22 +14,46 @@
 static __thread bool nm_unwinding;
 
 /* When we are a shared object (the preload), the leading frames inside it are ours, however
- * the compiler inlined them: they are left out. Linked into a program, `skip` decides. */
-static bool nm_ours(uintptr_t ip) {
-  static uintptr_t self_base = 1, main_base = 1;
-  if (self_base == 1) {
-    Dl_info self, prog;
-    self_base = dladdr((void *)nm_ours, &self) ? (uintptr_t)self.dli_fbase : 0;
-    main_base = dladdr((void *)getauxval(AT_PHDR), &prog) ? (uintptr_t)prog.dli_fbase : 0;
+ * the compiler inlined them: they are left out. Linked into a program, `skip` decides. Our
+ * text range is found once (dladdr on every frame would cost more than the unwinding). */
+static uintptr_t nm_self_lo = 1, nm_self_hi;
+
+static int nm_find_self(struct dl_phdr_info *info, size_t size, void *arg) {
+  (void)size;
+  uintptr_t self = (uintptr_t)arg;
+  uintptr_t lo = UINTPTR_MAX, hi = 0;
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_LOAD) continue;
+    uintptr_t a = info->dlpi_addr + ph->p_vaddr;
+    if (a < lo) lo = a;
+    if (a + ph->p_memsz > hi) hi = a + ph->p_memsz;
   }
-  if (self_base == 0 || self_base == main_base) return false;
-  Dl_info info;
-  return dladdr((void *)(ip - 1), &info) && (uintptr_t)info.dli_fbase == self_base;
+  if (self < lo || self >= hi) return 0;
+  nm_self_lo = lo;
+  nm_self_hi = hi;
+  return 1;
+}
+
+static bool nm_ours(uintptr_t ip) {
+  if (nm_self_lo == 1) {
+    nm_self_lo = 0;
+    Dl_info self, prog;
+    bool separate = dladdr((void *)nm_ours, &self) && dladdr((void *)getauxval(AT_PHDR), &prog) &&
+                    self.dli_fbase != prog.dli_fbase;
+    if (separate) dl_iterate_phdr(nm_find_self, (void *)(uintptr_t)nm_ours);
+  }
+  return ip > nm_self_lo && ip - 1 < nm_self_hi;
 }
 
 int nm_backtrace_capture(void **ips, int max, int skip) {
   if (nm_unwinding) return 0;
   nm_unwinding = true;
+  static bool cache_set;
+  if (!cache_set) {   /* per-thread caches: no lock shared by every allocating thread */
+    cache_set = true;
+    unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+  }
   void *all[NM_BACKTRACE_MAX + 16];
   int want = max + skip + 1;   /* +1: this function */
   if (want > (int)(sizeof all / sizeof all[0])) want = (int)(sizeof all / sizeof all[0]);
@@ -130,6 +155,11 @@ void nm_backtrace_write_here(nm_buf_t *b, int skip) {
     if (index == 0 && nm_ours((uintptr_t)ip)) continue;
     char name[256];
     const char *sym = unw_get_proc_name(&cur, name, sizeof name, &off) == 0 ? name : NULL;
+    Dl_info info;
+    if (sym == NULL && dladdr((void *)(ip - 1), &info) != 0 && info.dli_sname != NULL) {
+      sym = info.dli_sname;   /* libunwind could not map the file (no address space left) */
+      off = ip - (uintptr_t)info.dli_saddr;
+    }
     nm_frame_line(b, index++, (uintptr_t)ip, sym, (uintptr_t)off);
   }
   if (index == 0) nm_buf_str(b, "    (no backtrace: no frame could be unwound)\n");

@@ -31,7 +31,6 @@ static bool nm_budget_add(nm_budget_t *b, size_t bytes, bool force) {
     atomic_fetch_sub_explicit(&b->used, bytes, memory_order_relaxed);
     return false;
   }
-  nm_budget_raise_peak(b, now);
   return true;
 }
 
@@ -41,6 +40,11 @@ unsigned nm_budget_charge(unsigned backend, size_t bytes, bool force) {
     atomic_fetch_sub_explicit(&nm_budgets[NM_BUDGET_TOTAL].used, bytes, memory_order_relaxed);
     return backend;
   }
+  /* peaks only for what was granted */
+  nm_budget_raise_peak(&nm_budgets[NM_BUDGET_TOTAL],
+                       atomic_load_explicit(&nm_budgets[NM_BUDGET_TOTAL].used, memory_order_relaxed));
+  nm_budget_raise_peak(&nm_budgets[backend],
+                       atomic_load_explicit(&nm_budgets[backend].used, memory_order_relaxed));
   return NM_BUDGET_COUNT;
 }
 

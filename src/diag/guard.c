@@ -75,8 +75,7 @@ static void *nm_raw_alloc(size_t m, size_t alignment, bool zero) {
 }
 
 static void *nm_raw_system(size_t m, size_t alignment, bool zero) {
-  if (alignment > NM_ALIGN) return nm_system_memalign(alignment, m);
-  return zero ? nm_system_calloc(1, m) : nm_system_malloc(m);
+  return nm_system_alloc_counted(m, alignment, zero);
 }
 
 /* Release a block's budget and give it back to its backend. */
@@ -179,7 +178,7 @@ void *nm_guard_alloc(nm_entry_t entry, size_t n, size_t alignment, bool zero) {
         if (nm_budget_charge(NM_BUDGET_SYSTEM, u, false) == NM_BUDGET_COUNT) {
           r.fallback = true;
         } else {
-          nm_system_free(p);
+          nm_free_foreign(p);
           p = NULL;
         }
       }
@@ -309,9 +308,19 @@ static bool nm_check(nm_entry_t entry, void *ptr, nm_live_t *out) {
   }
   nm_page_t *pg = nm_segment_page_of(p);
   uint8_t *seg = (uint8_t *)nm_segment_of(p);
-  if (pg->slice_count == 0 || p < seg + NM_SLICE_SIZE) {
+  if (p < seg + NM_SLICE_SIZE) {
     nm_misuse(NM_MISUSE_INVALID_FREE, entry, p, NULL, SIZE_MAX,
-              "it points into nebula's memory where no block is allocated", NULL);
+              "it points into a segment header of nebula's, where no block is allocated", NULL);
+    return false;
+  }
+  if (pg->slice_count == 0) {
+    /* Blocks above 16 KiB skip the quarantine: their page is free at once. A pointer at a
+     * page's start is almost surely such a block, freed again. */
+    bool page_start = ((uintptr_t)p & (NM_SLICE_SIZE - 1)) == 0;
+    nm_misuse(page_start ? NM_MISUSE_DOUBLE_FREE : NM_MISUSE_INVALID_FREE, entry, p, NULL, SIZE_MAX,
+              page_start ? "the block's page is free: a block above 16 KiB freed a second time "
+                           "(it does not wait in the quarantine, so its size is gone)"
+                         : "it points into nebula's memory where no block is allocated", NULL);
     return false;
   }
   if (pg->class_idx == NM_CLASS_BUMP) {
@@ -415,10 +424,10 @@ void nm_guard_free(nm_entry_t entry, void *p) {
   }
   nm_live_t b;
   if (!nm_check(entry, p, &b)) return;   /* misuse=report: the call does nothing */
-  nm_check_canary(entry, &b);
+  if (!nm_check_canary(entry, &b)) return;
   uint64_t tag = (uintptr_t)b.p ^ NM_TAG_FREED;
   memcpy(b.p + b.usable - nm_trailer_size, &tag, sizeof tag);
-  if (nm_route.junk) memset(b.p, NM_JUNK_BYTE, b.t.size);
+  if (nm_route.junk) memset(b.p, NM_JUNK_BYTE, nm_debug_fill_len(b.t.size));
   nm_quarantine(&b);
 }
 

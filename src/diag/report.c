@@ -374,9 +374,15 @@ void nm_report_oom(const nm_oom_report_t *r) {
       nm_buf_str(&b, "oom=abort: aborting for a core dump\n");
     } else {
       nm_buf_str(&b, "oom=");
-      nm_buf_str(&b, nm_route.oom == NM_OOM_FALLBACK ? "fallback (the system backend failed "
-                                                      "too)"
-                                                    : "null");
+      if (nm_route.oom != NM_OOM_FALLBACK)
+        nm_buf_str(&b, "null");
+      else if (r->why == NM_WHY_BUDGET && r->budget == NM_BUDGET_TOTAL)
+        nm_buf_str(&b, "fallback does not apply (budget= caps every backend)");
+      else if (r->why == NM_WHY_TOO_LARGE || r->why == NM_WHY_SYSTEM ||
+               (r->why == NM_WHY_BUDGET && r->budget == NM_BUDGET_SYSTEM))
+        nm_buf_str(&b, "fallback does not apply (the request was the system backend's)");
+      else
+        nm_buf_str(&b, "fallback (the system backend failed too)");
       nm_buf_str(&b, ": ");
       nm_buf_str(&b, nm_entry_name(r->entry));
       nm_buf_str(&b, r->entry == NM_ENTRY_POSIX_MEMALIGN ? " returns ENOMEM\n"

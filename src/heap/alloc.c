@@ -32,6 +32,7 @@ static NM_NOINLINE nm_page_t *nm_page_refill(nm_heap_t *h, unsigned cls) {
   pg = nm_heap_page_alloc(h, nm_classes.slices[cls]);
   if (pg == NULL) return NULL;
   nm_page_init(pg, h, cls, nm_classes.size[cls]);
+  h->stats.cls[cls].pages_made++;
 found:
   nm_page_flags_clear(pg, NM_PAGE_FULL);
   pg->used++;                      /* the current page's bias: never retired while current */
@@ -65,6 +66,7 @@ static void *nm_pool_alloc(nm_heap_t *h, unsigned cls) {
   }
   pg->free = b->next;
   pg->used++;
+  NM_COUNT(h->stats.cls[cls].allocs++);
   return b;
 }
 
@@ -82,7 +84,33 @@ static void *nm_large_alloc(nm_heap_t *h, size_t n) {
   nm_block_t *b = pg->free;
   pg->free = NULL;
   pg->used = 1;
+  NM_COUNT(h->stats.cls[NM_CLASS_LARGE].allocs++);
+  h->stats.large_bytes_in += (size_t)slices << NM_SLICE_SHIFT;
   return b;
+}
+
+/* System blocks are counted in the calling thread's heap (when it has one). */
+static void *nm_system_counted(void *p) {
+  nm_heap_t *h = nm_tls_heap;
+  if (p != NULL && h->state == NM_HEAP_ACTIVE) {
+    NM_COUNT(h->stats.cls[NM_CLASS_NONE].allocs++);
+    h->stats.system_bytes_in += nm_system_usable_size(p);
+  }
+  return p;
+}
+
+void nm_free_foreign(void *p) {
+  nm_heap_t *h = nm_tls_heap;
+  if (p != NULL && h->state == NM_HEAP_ACTIVE && !nm_bootstrap_contains(p)) {
+    NM_COUNT(h->stats.cls[NM_CLASS_NONE].frees++);
+    h->stats.system_bytes_out += nm_system_usable_size(p);
+  }
+  nm_system_free(p);
+}
+
+void *nm_system_alloc_counted(size_t n, size_t alignment, bool zero) {
+  if (alignment > NM_ALIGN) return nm_system_counted(nm_system_memalign(alignment, n));
+  return nm_system_counted(zero ? nm_system_calloc(1, n) : nm_system_malloc(n));
 }
 
 /* n bytes from the backend the router picks. A backend that cannot get memory fails the
@@ -95,14 +123,14 @@ static void *nm_alloc_routed(size_t n) {
   case NM_BACKEND_BUMP: return nm_bump_alloc(h, n);
   case NM_BACKEND_POOL: return nm_pool_alloc(h, nm_router_lookup(n));
   case NM_BACKEND_LARGE: return nm_large_alloc(h, n);
-  default: return nm_system_malloc(n);
+  default: return nm_system_counted(nm_system_malloc(n));
   }
 }
 
 /* fill=on: new blocks (not calloc's) hold NM_FILL_BYTE, so reads of uninitialised memory
  * show up. Only the slow path runs when fill is on (nm_fast_class_of). */
 static NM_COLD void nm_fill_new(void *p) {
-  memset(p, NM_FILL_BYTE, nm_usable_size(p));
+  memset(p, NM_FILL_BYTE, nm_debug_fill_len(nm_usable_size(p)));
 }
 
 void *nm_malloc_slow(size_t n) {
@@ -137,7 +165,7 @@ void nm_free_slow(nm_page_t *pg, void *p) {
     nm_heap_misuse(0, p);
     return;
   }
-  if (NM_UNLIKELY(flags & NM_PAGE_DEBUG) && nm_route.junk) memset(p, NM_JUNK_BYTE, nm_page_usable(pg, p));
+  if (NM_UNLIKELY(flags & NM_PAGE_DEBUG) && nm_route.junk) memset(p, NM_JUNK_BYTE, nm_debug_fill_len(nm_page_usable(pg, p)));
   if (bump) {
     /* A bump region only counts its blocks: a local free touches no block memory, which
      * is what makes freeing a request's many cold objects cheap. */
@@ -151,6 +179,7 @@ void nm_free_slow(nm_page_t *pg, void *p) {
   }
   b->next = pg->free;
   pg->free = b;
+  NM_COUNT(h->stats.cls[pg->class_idx].frees++);
   if (pg->flags & NM_PAGE_FULL) {
     nm_page_flags_clear(pg, NM_PAGE_FULL);
     if (h->current[pg->class_idx] != pg) nm_page_queue_push(&h->avail[pg->class_idx], pg);
@@ -159,7 +188,7 @@ void nm_free_slow(nm_page_t *pg, void *p) {
 }
 
 void nm_free(void *p) {
-  if (!nm_free_owned(p)) nm_system_free(p);
+  if (!nm_free_owned(p)) nm_free_foreign(p);
 }
 
 void *nm_calloc(size_t count, size_t size) {
@@ -183,7 +212,7 @@ void *nm_calloc(size_t count, size_t size) {
     if (p != NULL) memset(p, 0, n);
     break;
   default:
-    p = nm_system_calloc(1, n);   /* it knows which of its pages are fresh zeros */
+    p = nm_system_counted(nm_system_calloc(1, n));   /* it knows its fresh zero pages */
     break;
   }
   return p != NULL ? p : nm_fail(ENOMEM);
@@ -217,13 +246,20 @@ void *nm_realloc(void *p, size_t n) {
     if (to == NM_BACKEND_LARGE && pg->class_idx == NM_CLASS_LARGE && pg->heap == h &&
         !(pg->flags & NM_PAGE_ALIGNED) && n > old &&
         nm_segment_page_grow(h, pg, nm_large_slices(n))) {
+      h->stats.large_bytes_in += ((size_t)pg->slice_count << NM_SLICE_SHIFT) - pg->block_size;
       pg->block_size = (uint32_t)pg->slice_count << NM_SLICE_SHIFT;
       return p;
     }
   } else {
     if (to == NM_BACKEND_SYSTEM) {
+      size_t before = nm_system_usable_size(p);
       void *q = nm_system_realloc(p, n);   /* large stays large: mremap and friends */
-      return q != NULL ? q : nm_fail(ENOMEM);
+      if (q == NULL) return nm_fail(ENOMEM);
+      if (h != NULL) {
+        h->stats.system_bytes_out += before;
+        h->stats.system_bytes_in += nm_system_usable_size(q);
+      }
+      return q;
     }
     old = nm_system_usable_size(p);
   }
@@ -295,7 +331,7 @@ void *nm_memalign(size_t a, size_t n) {
    * is ours (bump-routed sizes use pool classes: bump blocks are only 16-aligned). */
   if (h != NULL && a <= NM_SLICE_SIZE && nm_router_backend(n) != NM_BACKEND_SYSTEM)
     p = nm_aligned_ours(h, a, n, &ours);
-  if (!ours) p = nm_system_memalign(a, n);
+  if (!ours) p = nm_system_counted(nm_system_memalign(a, n));
   if (p == NULL) return nm_fail(ENOMEM);
   if (NM_UNLIKELY(nm_route.fill) && ours) nm_fill_new(p);
   return p;

@@ -25,6 +25,7 @@ static inline void *nm_alloc_fast(size_t n) {
     if (NM_LIKELY(b != NULL)) {
       pg->free = b->next;
       pg->used++;
+      NM_COUNT(h->stats.cls[c].allocs++);
       return b;
     }
     if (c == NM_CLASS_BUMP) return nm_bump_alloc_fast(h, n);
@@ -48,10 +49,12 @@ static inline bool nm_free_owned(void *p) {
       nm_block_t *b = p;
       b->next = pg->free;
       pg->free = b;
+      NM_COUNT(pg->heap->stats.cls[pg->class_idx].frees++);
       if (NM_UNLIKELY(--pg->used == 0)) nm_heap_page_retire(pg->heap, pg);
       return true;
     }
     if (flags == NM_PAGE_BUMP) {   /* a bump block only counts: its memory is not touched */
+      NM_COUNT(pg->heap->stats.cls[NM_CLASS_BUMP].frees++);
       if (NM_UNLIKELY(--pg->used <= 1)) nm_bump_emptied(pg->heap, pg);
       return true;
     }
@@ -76,6 +79,10 @@ void *nm_valloc(size_t n);
 void *nm_pvalloc(size_t n);
 /* p must be ours or the system's; NULL is a no-op. */
 void nm_free(void *p);
+/* A pointer that is not ours (NULL, bootstrap, the system's): counted, then freed. */
+void nm_free_foreign(void *p);
+/* n bytes from the system backend, counted in the calling thread's heap. */
+void *nm_system_alloc_counted(size_t n, size_t alignment, bool zero);
 size_t nm_usable_size(const void *p);
 
 #endif

@@ -102,8 +102,8 @@ void nm_heap_collect_remote(nm_heap_t *h) {
   nm_page_t *pg = atomic_exchange_explicit(&h->remote_pages, NULL, memory_order_acquire);
   while (pg != NULL) {
     nm_page_t *next = pg->remote_next;   /* read before the page can be queued again */
-    nm_page_collect_remote(pg);
     unsigned cls = pg->class_idx;
+    h->stats.cls[cls].remote_frees += nm_page_collect_remote(pg);
     bool current = (h->current[cls] == pg);
     if (pg->used == 0) {             /* never the current page: it carries a bias */
       nm_heap_page_retire(h, pg);
@@ -118,6 +118,9 @@ void nm_heap_collect_remote(nm_heap_t *h) {
 void nm_heap_page_retire(nm_heap_t *h, nm_page_t *pg) {
   unsigned cls = pg->class_idx;
   if (h->current[cls] == pg) return;   /* keep the page we allocate from */
+  if (cls == NM_CLASS_LARGE) h->stats.large_bytes_out += (size_t)pg->slice_count << NM_SLICE_SHIFT;
+  else if (cls == NM_CLASS_BUMP) h->stats.bump_regions_retired++;
+  else h->stats.cls[cls].pages_retired++;
   if (pg->in_queue) nm_page_queue_remove(&h->avail[cls], pg);
   nm_segment_page_free(h, pg);
   nm_heap_purge_due(h);

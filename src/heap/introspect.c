@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "heap/heap.h"
+#include "heap/stats.h"
 #include "os/os.h"
 #include "pool/segment.h"
 #include "system/system.h"
@@ -90,34 +91,14 @@ int nm_trim(size_t pad) {
 }
 
 struct mallinfo2 nm_mallinfo2(void) {
-  struct mallinfo2 m = nm_system.mallinfo2();
-  nm_totals_t t;
-  nm_totals(&t);
-  m.hblks += t.mapped / NM_SEG_SIZE;
-  m.hblkhd += t.mapped;
-  m.uordblks += t.page_bytes;
-  m.fordblks += t.mapped - t.page_bytes;
+  struct mallinfo2 m = nm_system.mallinfo2();   /* the system backend's own blocks */
+  nm_stats_t st;
+  nm_stats_collect(&st);
+  size_t ours = st.pool.bytes + st.bump.bytes;   /* pool classes, large pages, bump regions */
+  m.hblks += st.mapped / NM_SEG_SIZE;
+  m.hblkhd += st.mapped;
+  m.uordblks += ours;
+  m.fordblks += st.mapped > ours ? st.mapped - ours : 0;
   return m;
 }
 
-void nm_malloc_stats(void) {
-  nm_totals_t t;
-  nm_totals(&t);
-  char storage[512];
-  nm_buf_t b = NM_BUF(storage);
-  nm_buf_str(&b, "nebula: pool heaps ");
-  nm_buf_u64(&b, t.heaps);
-  nm_buf_str(&b, " (");
-  nm_buf_u64(&b, t.heaps_active);
-  nm_buf_str(&b, " active), mapped ");
-  nm_buf_bytes(&b, t.mapped);
-  nm_buf_str(&b, ", in pages ");
-  nm_buf_bytes(&b, t.page_bytes);
-  nm_buf_str(&b, ", freed not yet purged ");
-  nm_buf_bytes(&b, t.dirty);
-  nm_buf_str(&b, ", rss ");
-  nm_buf_bytes(&b, nm_os_rss());
-  nm_buf_str(&b, "\nnebula: system backend follows\n");
-  nm_os_write(STDERR_FILENO, b.data, b.len);
-  nm_system.malloc_stats();
-}

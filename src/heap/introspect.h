@@ -36,8 +36,7 @@ void nm_heap_bump_state(nm_bump_state_t *st);
 void nm_totals(nm_totals_t *t);
 /* malloc_trim: purge the calling thread's free pages and trim the system backend. */
 int nm_trim(size_t pad);
+/* glibc's figures for its own blocks plus ours, from the same counters as the dumps. */
 struct mallinfo2 nm_mallinfo2(void);
-/* malloc_stats: our summary, then the system backend's, on stderr. */
-void nm_malloc_stats(void);
 
 #endif

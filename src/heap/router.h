@@ -37,10 +37,22 @@ typedef struct nm_route_s {
   uint8_t misuse;                 /* nm_misuse_t */
   bool canary;
   bool alloc_backtrace;
+  /* Statistics (src/diag/stats_dump.c). */
+  uint8_t stats;                  /* nm_stats_when_t */
+  uint8_t stats_signal;           /* nm_stats_signal_t */
+  uint8_t stats_format;           /* nm_stats_format_t */
+  char stats_file[NM_CONFIG_PATH_MAX];
 } nm_route_t;
 
 #define NM_JUNK_BYTE 0xDF
 #define NM_FILL_BYTE 0xA5
+/* Junk and fill write at most this much of a block: a program that reserves a huge buffer
+ * and touches little of it (GNU sort) must not have all of it made resident. */
+#define NM_DEBUG_FILL_MAX ((size_t)256 << 10)
+
+static inline size_t nm_debug_fill_len(size_t n) {
+  return n < NM_DEBUG_FILL_MAX ? n : NM_DEBUG_FILL_MAX;
+}
 
 extern const nm_route_t nm_route_default;
 extern nm_route_t nm_route;

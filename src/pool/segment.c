@@ -25,6 +25,7 @@ static nm_segment_t *nm_segment_create(nm_heap_t *h) {
   if (h->segments) h->segments->prev = s;
   h->segments = s;
   h->segment_count++;
+  h->stats.segments_mapped++;
   nm_segmap_set(s);
   return s;
 }
@@ -35,6 +36,7 @@ static void nm_segment_destroy(nm_heap_t *h, nm_segment_t *s) {
   if (s->next) s->next->prev = s->prev;
   if (h->seg_hint == s) h->seg_hint = NULL;
   h->segment_count--;
+  h->stats.segments_unmapped++;
   nm_segmap_clear(s);
   nm_os_unmap(s, NM_SEG_SIZE);
 }
@@ -57,6 +59,7 @@ static nm_page_t *nm_segment_take(nm_heap_t *h, nm_segment_t *s, unsigned at, un
   s->aged_mask &= ~reused;
   h->dirty_bytes -= (size_t)__builtin_popcountll(reused) << NM_SLICE_SHIFT;
   h->page_bytes += (size_t)n << NM_SLICE_SHIFT;
+  if (h->page_bytes > h->stats.page_bytes_peak) h->stats.page_bytes_peak = h->page_bytes;
   h->taken_bytes += (size_t)n << NM_SLICE_SHIFT;
   /* Purged slices read zero again; dirty ones keep whatever the last page left. */
   nm_page_t *pg = &s->slices[at];
@@ -105,6 +108,7 @@ bool nm_segment_page_grow(nm_heap_t *h, nm_page_t *pg, unsigned n) {
   s->aged_mask &= ~reused;
   h->dirty_bytes -= (size_t)__builtin_popcountll(reused) << NM_SLICE_SHIFT;
   h->page_bytes += (size_t)(n - have) << NM_SLICE_SHIFT;
+  if (h->page_bytes > h->stats.page_bytes_peak) h->stats.page_bytes_peak = h->page_bytes;
   for (unsigned i = have; i < n; i++) {
     s->slices[at + i].slice_count = 0;
     s->slices[at + i].slice_offset = (uint8_t)i;
@@ -127,12 +131,13 @@ void nm_segment_page_free(nm_heap_t *h, nm_page_t *pg) {
   h->seg_hint = s;
 }
 
-static void nm_purge_runs(nm_segment_t *s, uint64_t mask) {
+static void nm_purge_runs(nm_heap_t *h, nm_segment_t *s, uint64_t mask) {
   while (mask) {
     unsigned at = (unsigned)__builtin_ctzll(mask);
     uint64_t rest = mask >> at;
     unsigned len = (~rest == 0) ? 64 - at : (unsigned)__builtin_ctzll(~rest);
     nm_os_purge((uint8_t *)s + ((size_t)at << NM_SLICE_SHIFT), (size_t)len << NM_SLICE_SHIFT);
+    h->stats.purged_bytes += (size_t)len << NM_SLICE_SHIFT;
     uint64_t run = (len >= 64) ? NM_ALL_SLICES : (((uint64_t)1 << len) - 1);
     mask &= ~(run << at);
   }
@@ -154,7 +159,7 @@ void nm_segment_purge(nm_heap_t *h, unsigned keep, bool aged_only) {
       }
       empty_kept++;
     }
-    nm_purge_runs(s, purge);
+    nm_purge_runs(h, s, purge);
     s->dirty_mask &= ~purge;
     s->aged_mask = s->dirty_mask;    /* what is still dirty is due at the next tick */
     h->dirty_bytes -= (size_t)__builtin_popcountll(purge) << NM_SLICE_SHIFT;

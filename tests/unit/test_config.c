@@ -144,7 +144,8 @@ Test(config, keys_lists_every_key) {
                                           "purge_threshold", "purge_delay", "bump_region", "junk",
                                           "fill",        "strict",      "budget",        "pool_budget",
                                           "bump_budget", "system_budget", "oom",         "misuse",
-                                          "canary",      "alloc_backtrace" };
+                                          "canary",      "alloc_backtrace", "stats",    "stats_signal",
+                                          "stats_format", "stats_file" };
   const char *const *keys = nm_config_keys();
   size_t n = 0;
   while (keys[n]) n++;

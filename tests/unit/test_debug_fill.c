@@ -15,18 +15,34 @@ static void start(bool junk, bool fill) {
 
 static const size_t sizes[] = { 1, 16, 100, 1000, 4096, 50000, (size_t)300 << 10 };
 
+/* Blocks above NM_DEBUG_FILL_MAX are filled and junked only at their start. */
+Test(debug_fill, huge_blocks_filled_only_at_their_start) {
+  nm_route_t r = nm_route_default;
+  r.junk = true;
+  r.fill = true;
+  cr_assert_eq(nm_runtime_init(&r), 0);
+  size_t n = (size_t)1 << 20;   /* a large page: fresh, zero beyond the filled part */
+  unsigned char *p = nm_malloc(n);
+  cr_assert_not_null(p);
+  cr_assert_eq(p[NM_DEBUG_FILL_MAX - 1], NM_FILL_BYTE);
+  cr_assert_eq(p[NM_DEBUG_FILL_MAX], 0, "filled past NM_DEBUG_FILL_MAX");
+  nm_free(p);
+}
+
 Test(debug_fill, fill_marks_new_blocks) {
   start(false, true);
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
     unsigned char *p = nm_malloc(sizes[i]);
     cr_assert_not_null(p);
-    for (size_t k = 0; k < sizes[i]; k++)
+    /* the first NM_DEBUG_FILL_MAX bytes: a huge buffer is not made resident whole */
+    size_t filled = nm_debug_fill_len(sizes[i]);
+    for (size_t k = 0; k < filled; k++)
       if (p[k] != NM_FILL_BYTE) cr_assert_fail("size %zu: byte %zu is %#x", sizes[i], k, p[k]);
     memset(p, 0, sizes[i]);
     nm_free(p);
     unsigned char *q = nm_memalign(64, sizes[i]);
     cr_assert_eq((uintptr_t)q % 64, 0);
-    cr_assert_eq(q[sizes[i] - 1], NM_FILL_BYTE, "memalign size %zu", sizes[i]);
+    cr_assert_eq(q[nm_debug_fill_len(sizes[i]) - 1], NM_FILL_BYTE, "memalign size %zu", sizes[i]);
     nm_free(q);
     unsigned char *z = nm_calloc(1, sizes[i]);
     for (size_t k = 0; k < sizes[i]; k++)
@@ -43,7 +59,8 @@ Test(debug_fill, junk_marks_freed_blocks) {
     unsigned char *p = nm_malloc(sizes[i]);
     memset(p, 1, sizes[i]);
     nm_free(p);
-    cr_assert_eq(p[sizes[i] / 2], NM_JUNK_BYTE, "size %zu", sizes[i]);   /* read after free, on purpose */
+    size_t at = nm_debug_fill_len(sizes[i]) / 2;
+    cr_assert_eq(p[at], NM_JUNK_BYTE, "size %zu", sizes[i]);   /* read after free, on purpose */
     nm_free(keep);
   }
 }

@@ -1,0 +1,85 @@
+#include "heap/stats.h"
+
+#include <string.h>
+
+#include "heap/heap.h"
+#include "heap/router.h"
+#include "os/os.h"
+
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
+static void nm_stats_add_heap(nm_heap_t *h, void *arg) {
+  nm_stats_t *st = arg;
+  const nm_heap_stats_t *hs = &h->stats;
+  st->heaps++;
+  if (LOAD(h->state) == NM_HEAP_ACTIVE) st->threads++;
+  for (unsigned c = 0; c < NM_CLASS_MAX; c++) {
+    nm_stats_line_t *l = &st->cls[c];
+    l->allocs += LOAD(hs->cls[c].allocs);
+    l->frees += LOAD(hs->cls[c].frees);
+    l->remote_frees += LOAD(hs->cls[c].remote_frees);
+    l->pages += LOAD(hs->cls[c].pages_made) - LOAD(hs->cls[c].pages_retired);
+  }
+  st->large.bytes += LOAD(hs->large_bytes_in) - LOAD(hs->large_bytes_out);
+  st->system.bytes += LOAD(hs->system_bytes_in) - LOAD(hs->system_bytes_out);
+  uint64_t made = LOAD(hs->bump_regions_made), retired = LOAD(hs->bump_regions_retired);
+  st->bump_regions_made += made;
+  st->bump_regions_live += made - retired;
+  st->bump_pinned += made - retired - (LOAD(h->bump) != NULL);
+  st->bump_rewinds += LOAD(hs->bump_rewinds);
+  st->mapped += (uint64_t)LOAD(h->segment_count) * NM_SEG_SIZE;
+  st->page_bytes += LOAD(h->page_bytes);
+  st->page_bytes_peak += LOAD(hs->page_bytes_peak);
+  st->dirty += LOAD(h->dirty_bytes);
+  st->purged += LOAD(hs->purged_bytes);
+  st->segments_mapped += LOAD(hs->segments_mapped);
+  st->segments_unmapped += LOAD(hs->segments_unmapped);
+}
+
+/* live = allocs - frees, clamped: counts are read one by one while threads run, and a block
+ * allocated before counting began (or by another allocator) may be freed through us. */
+static void nm_line_finish(nm_stats_line_t *l) {
+  uint64_t gone = l->frees + l->remote_frees;
+  l->live = l->allocs > gone ? l->allocs - gone : 0;
+}
+
+static void nm_line_add(nm_stats_line_t *to, const nm_stats_line_t *from) {
+  to->allocs += from->allocs;
+  to->frees += from->frees;
+  to->remote_frees += from->remote_frees;
+  to->live += from->live;
+  to->bytes += from->bytes;
+}
+
+void nm_stats_collect(nm_stats_t *st) {
+  memset(st, 0, sizeof *st);
+  nm_heap_foreach(nm_stats_add_heap, st);
+  st->classes = nm_classes.count;
+  for (unsigned c = 0; c < st->classes; c++) {
+    st->class_size[c] = nm_classes.size[c];
+    nm_line_finish(&st->cls[c]);
+    st->cls[c].bytes = st->cls[c].live * nm_classes.size[c];
+    st->cls[c].capacity = st->cls[c].pages * (((size_t)nm_classes.slices[c] << NM_SLICE_SHIFT) / nm_classes.size[c]);
+    nm_line_add(&st->pool, &st->cls[c]);
+  }
+  /* large pages, bump regions and system blocks have their own slots in the class array */
+  uint64_t large_bytes = st->large.bytes, system_bytes = st->system.bytes;
+  st->large = st->cls[NM_CLASS_LARGE];
+  nm_line_finish(&st->large);
+  st->large.bytes = (int64_t)large_bytes > 0 ? large_bytes : 0;
+  st->bump = st->cls[NM_CLASS_BUMP];
+  nm_line_finish(&st->bump);
+  st->bump_region_bytes = st->bump_regions_live * nm_route.bump_region;
+  st->bump.bytes = st->bump_region_bytes;
+  st->system = st->cls[NM_CLASS_NONE];
+  nm_line_finish(&st->system);
+  st->system.bytes = (int64_t)system_bytes > 0 ? system_bytes : 0;
+  memset(&st->cls[NM_CLASS_LARGE], 0, sizeof st->cls[0]);
+  memset(&st->cls[NM_CLASS_BUMP], 0, sizeof st->cls[0]);
+  memset(&st->cls[NM_CLASS_NONE], 0, sizeof st->cls[0]);
+  nm_line_add(&st->pool, &st->large);   /* the pool backend serves large pages too */
+  nm_line_add(&st->total, &st->pool);
+  nm_line_add(&st->total, &st->bump);
+  nm_line_add(&st->total, &st->system);
+  st->rss = nm_os_rss();
+}
