@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <malloc.h>
 
@@ -66,7 +67,10 @@ bool nm_preload_ensure(void) {
 /* stats=exit: the last thing the preload does (it is finalised after the program and the
  * libraries it loaded). */
 __attribute__((destructor)) static void nm_preload_destructor(void) {
-  if (nm_preload_ready_now() && nm_route.stats == NM_STATS_EXIT) nm_stats_dump();
+  if (!nm_preload_ready_now()) return;
+  if (nm_route.stats == NM_STATS_EXIT ||
+      (nm_route.stats == NM_STATS_TERMINAL && (nm_route.stats_file[0] != '\0' || isatty(2))))
+    nm_stats_dump();
 }
 
 /* Also initialise at load time, before the program starts threads. */

@@ -58,7 +58,7 @@ static const char *const classes_names[] = { "4", "8", NULL };
 static const char *const oom_names[] = { "null", "abort", "fallback", NULL };
 static const char *const misuse_names[] = { "abort", "report", NULL };
 
-static const char *const stats_names[] = { "off", "exit", NULL };
+static const char *const stats_names[] = { "off", "exit", "terminal", NULL };
 static const char *const stats_signal_names[] = { "USR1", "USR2", "none", NULL };
 static const char *const stats_format_names[] = { "text", "json", "prometheus", NULL };
 
@@ -91,7 +91,7 @@ static void apply_preset(nm_config_t *cfg, unsigned which) {
   cfg->fill = dev;
   cfg->canary = dev;
   cfg->alloc_backtrace = dev;
-  cfg->stats = dev ? NM_STATS_EXIT : NM_STATS_OFF;
+  cfg->stats = dev ? NM_STATS_TERMINAL : NM_STATS_OFF;
 }
 
 static void apply_classes(nm_config_t *cfg, unsigned which) {

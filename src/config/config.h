@@ -40,7 +40,9 @@ typedef enum nm_misuse_e {
 } nm_misuse_t;
 
 /* stats=, stats_signal=, stats_format=. */
-typedef enum nm_stats_when_e { NM_STATS_OFF = 0, NM_STATS_EXIT } nm_stats_when_t;
+/* stats=terminal: at exit, but to stderr only when it is a terminal (or to stats_file):
+ * test suites that check a child's stderr must not see a dump they did not ask for. */
+typedef enum nm_stats_when_e { NM_STATS_OFF = 0, NM_STATS_EXIT, NM_STATS_TERMINAL } nm_stats_when_t;
 typedef enum nm_stats_signal_e { NM_STATS_SIGUSR1 = 0, NM_STATS_SIGUSR2, NM_STATS_NOSIGNAL } nm_stats_signal_t;
 typedef enum nm_stats_format_e { NM_STATS_TEXT = 0, NM_STATS_JSON, NM_STATS_PROMETHEUS } nm_stats_format_t;
 #define NM_CONFIG_PATH_MAX 256
@@ -80,7 +82,7 @@ typedef struct nm_config_s {
   nm_misuse_t misuse;              /* misuse=abort|report */
   bool canary;                     /* canary=BOOL: guard bytes, double/invalid-free checks */
   bool alloc_backtrace;            /* alloc_backtrace=BOOL: misuse reports say where from */
-  nm_stats_when_t stats;           /* stats=off|exit */
+  nm_stats_when_t stats;           /* stats=off|exit|terminal */
   nm_stats_signal_t stats_signal;  /* stats_signal=USR1|USR2|none */
   nm_stats_format_t stats_format;  /* stats_format=text|json|prometheus */
   char stats_file[NM_CONFIG_PATH_MAX];   /* stats_file=PATH (%p: pid); "" = stderr */

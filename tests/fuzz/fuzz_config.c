@@ -37,6 +37,10 @@ static void check_config(const nm_config_t *c) {
   CHECK(c->purge_delay_ms <= NM_CONFIG_PURGE_DELAY_MAX_MS);
   CHECK(c->bump_region >= NM_CONFIG_BUMP_REGION_MIN && c->bump_region <= NM_CONFIG_BUMP_REGION_MAX);
   CHECK((c->bump_region & (c->bump_region - 1)) == 0);
+  CHECK(c->oom <= NM_OOM_FALLBACK && c->misuse <= NM_MISUSE_REPORT);
+  CHECK(c->stats <= NM_STATS_TERMINAL && c->stats_signal <= NM_STATS_NOSIGNAL &&
+        c->stats_format <= NM_STATS_PROMETHEUS);
+  CHECK(memchr(c->stats_file, '\0', sizeof c->stats_file) != NULL);   /* terminated */
 }
 
 static void check_problem(const nm_config_problem_t *p) {
@@ -75,6 +79,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         a.purge_delay_ms == b.purge_delay_ms && a.bump_region == b.bump_region &&
         a.classes_per_doubling == b.classes_per_doubling && a.junk == b.junk && a.fill == b.fill &&
         a.strict == b.strict && a.strategy == b.strategy && a.preset == b.preset);
+  for (unsigned i = 0; i < NM_BUDGET_COUNT; i++) CHECK(a.budget[i] == b.budget[i]);
+  CHECK(a.oom == b.oom && a.misuse == b.misuse && a.canary == b.canary &&
+        a.alloc_backtrace == b.alloc_backtrace && a.stats == b.stats &&
+        a.stats_signal == b.stats_signal && a.stats_format == b.stats_format &&
+        strcmp(a.stats_file, b.stats_file) == 0);
   for (size_t i = 0; i < n && i < NPROB; i++)
     CHECK(strcmp(pa[i].message, pb[i].message) == 0 && strcmp(pa[i].key, pb[i].key) == 0);
   nm_config_defaults(&b);
