@@ -314,10 +314,10 @@ static void nm_why_and_suggestion(nm_buf_t *b, const nm_oom_report_t *r, size_t 
       nm_buf_char(b, '=');
     }
     nm_buf_size(b, nm_suggest_limit(u + r->charge));
-    if (r->budget == NM_BUDGET_POOL || r->budget == NM_BUDGET_SYSTEM) {
-      nm_buf_str(b, ", or route this size to another backend with route= (or oom=fallback "
-                    "to let the system backend take what the pool cannot)");
-    }
+    if (r->budget == NM_BUDGET_POOL || r->budget == NM_BUDGET_SYSTEM)
+      nm_buf_str(b, ", or route this size to another backend with route=");
+    if (r->budget == NM_BUDGET_POOL && nm_route.oom != NM_OOM_FALLBACK)
+      nm_buf_str(b, " (or oom=fallback to let the system backend take what the pool cannot)");
     nm_buf_str(b, "; or free memory before this point\n");
     return;
   }

@@ -99,11 +99,20 @@ static void *nm_system_counted(void *p) {
   return p;
 }
 
+_Atomic uint64_t nm_stats_stray_frees, nm_stats_stray_bytes;
+
 void nm_free_foreign(void *p) {
   nm_heap_t *h = nm_tls_heap;
-  if (p != NULL && h->state == NM_HEAP_ACTIVE && !nm_bootstrap_contains(p)) {
-    NM_COUNT(h->stats.cls[NM_CLASS_NONE].frees++);
-    h->stats.system_bytes_out += nm_system_usable_size(p);
+  if (p != NULL && !nm_bootstrap_contains(p)) {
+    if (h->state == NM_HEAP_ACTIVE) {
+      NM_COUNT(h->stats.cls[NM_CLASS_NONE].frees++);
+      h->stats.system_bytes_out += nm_system_usable_size(p);
+    } else {
+      /* A thread without a heap (it never allocated, or it is exiting): system blocks have
+       * no owner to count them later, so they count here, process-wide (rare: big blocks). */
+      atomic_fetch_add_explicit(&nm_stats_stray_frees, 1, memory_order_relaxed);
+      atomic_fetch_add_explicit(&nm_stats_stray_bytes, nm_system_usable_size(p), memory_order_relaxed);
+    }
   }
   nm_system_free(p);
 }

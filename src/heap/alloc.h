@@ -81,6 +81,8 @@ void *nm_pvalloc(size_t n);
 void nm_free(void *p);
 /* A pointer that is not ours (NULL, bootstrap, the system's): counted, then freed. */
 void nm_free_foreign(void *p);
+/* System blocks freed by threads without a heap (statistics). */
+extern _Atomic uint64_t nm_stats_stray_frees, nm_stats_stray_bytes;
 /* n bytes from the system backend, counted in the calling thread's heap. */
 void *nm_system_alloc_counted(size_t n, size_t alignment, bool zero);
 size_t nm_usable_size(const void *p);

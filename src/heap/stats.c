@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "heap/alloc.h"
 #include "heap/heap.h"
 #include "heap/router.h"
 #include "os/os.h"
@@ -54,6 +55,8 @@ static void nm_line_add(nm_stats_line_t *to, const nm_stats_line_t *from) {
 void nm_stats_collect(nm_stats_t *st) {
   memset(st, 0, sizeof *st);
   nm_heap_foreach(nm_stats_add_heap, st);
+  st->cls[NM_CLASS_NONE].frees += atomic_load_explicit(&nm_stats_stray_frees, memory_order_relaxed);
+  st->system.bytes -= atomic_load_explicit(&nm_stats_stray_bytes, memory_order_relaxed);
   st->classes = nm_classes.count;
   for (unsigned c = 0; c < st->classes; c++) {
     st->class_size[c] = nm_classes.size[c];

@@ -11,10 +11,10 @@
  *  sqlite/...   sqlite3 on a generated script (300k inserts in one transaction, indexes,
  *              joins, GROUP BY, window functions, VACUUM, the whole table ordered): counts,
  *              the first rows and a hash of all the output.
- *  git/...      a scripted history of 300 commits (branches, merges, renames, tags), gc,
+ *  git/...      a scripted history of 200 commits (branches, merges, renames, tags), gc,
  *              fsck, repack: commit ids, fsck findings, hashes of log --stat, trees,
  *              archive, blame and the object list.
- *  sort/...     GNU sort over 250 MiB of generated lines, and sort -n / -u / -k (with a
+ *  sort/...     GNU sort over 250 MiB of generated lines (NM_SORT_MIB; meson: 160), and sort -n / -u / -k (with a
  *              small buffer: temp files and merges) over 64 MiB of it: hashes and counts.
  *  programs/... the helper programs: nm_cxx (checksum), nm_stress (operation counts; both
  *              runs must exit 0) and nm_rss_after_free (under the preload only: RSS must
@@ -201,12 +201,12 @@ Test(git, history_gc_fsck, .fini = tmp_cleanup, .timeout = 900) {
   char *script = path_join(workloads, "git_history.sh");
   g_tmp = nm_tmpdir_make("git");
   /* each run builds its own repository from scratch, in a new directory under g_tmp */
-  const char *argv[] = {"/bin/bash", script, g_tmp, "300", NULL};
+  const char *argv[] = {"/bin/bash", script, g_tmp, "200", NULL};
   nm_cmd_t c = {.argv = argv, .timeout_s = 400};
   nm_compare_opts_t o = {.name = "git", .expect_success = true};
   nm_result_t plain, pre;
   nm_compare(&c, &o, &plain, &pre);
-  cr_assert(strstr(plain.out, "count 307\n") != NULL && strstr(plain.out, "after-repack ") != NULL,
+  cr_assert(strstr(plain.out, "count 204\n") != NULL && strstr(plain.out, "after-repack ") != NULL,
             "the git workload did not build the expected history:\n%s", plain.out);
   /* fsck --strict prints nothing for a sound repository: the output starts with "head"
    * (every preloaded run printed the same) */
@@ -258,7 +258,7 @@ Test(programs, cxx, .timeout = 600) {
  * while the workers allocate. */
 Test(programs, stress, .timeout = 600) {
   const char *exe = nm_env_required("NM_STRESS");
-  const char *argv[] = {exe, "4", "200000", "0", "8", NULL};
+  const char *argv[] = {exe, "4", "100000", "0", "8", NULL};
   nm_cmd_t c = {.argv = argv, .timeout_s = 240};
   const char *const verdict[] = {"forks=8 ", "failures=0 OK", NULL};
   nm_compare_opts_t o = {.name = "stress", .expect_success = true, .must_contain = verdict};

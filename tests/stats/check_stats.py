@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Checks statistics dumps of the nebula preload, for test_stats.c.
 
-  check_stats.py json FILE [--pid PID] [--quiescent]
-      FILE holds one JSON dump (a stats_file): it parses, has the schema
+  check_stats.py json FILE... [--pid PID] [--quiescent]
+      Each FILE holds one JSON dump (a stats_file): it parses, has the schema
       nebula-memory/stats version 1 with every documented key, and its numbers agree with
-      each other (see check_json). Prints "json ok".
+      each other (see check_json). Prints "json ok files=N".
   check_stats.py json-lines FILE --pid PID [--min N]
       FILE is a program's stderr with JSON dumps on it: every line that contains
       "schema" must be a whole dump on a line of its own ({"schema"... up to its newline)
@@ -83,7 +83,7 @@ CLASS_KEYS = ["class", "size"] + LINE_KEYS + ["pages", "capacity_blocks"]
 BACKENDS = ["pool", "large", "bump", "system"]
 
 
-def want_keys(where, obj, keys, exact=True):
+def want_keys(where, obj, keys):
     if not isinstance(obj, dict):
         problem(f"{where}: not an object")
         return False
@@ -98,10 +98,6 @@ def want_keys(where, obj, keys, exact=True):
         elif obj[k] < 0 or obj[k] >= WRAP:
             problem(f"{where}.{k} = {obj[k]}: out of range (a negative count wrapped around?)")
             ok = False
-    if exact:
-        extra = sorted(set(obj) - set(keys))
-        if extra:
-            problem(f"{where}: unexpected keys {extra}")
     return ok
 
 
@@ -123,9 +119,7 @@ def check_json(d, where, pid=None, quiescent=False):
     for k in top:
         if k not in d:
             problem(f"{where}: no key '{k}'")
-    extra = sorted(set(d) - set(top) - {"stats_file"})
-    if extra:
-        problem(f"{where}: unexpected keys {extra}")
+    # docs/statistics.md: "A new field may appear within version 1": extra keys are fine.
     if len(problems) > n0:
         return
     if d["schema"] != "nebula-memory/stats" or d["version"] != 1:
@@ -256,10 +250,11 @@ def load_json(path, where):
 def cmd_json(args):
     pid = opt(args, "--pid", int)
     quiescent = flag(args, "--quiescent")
-    d = load_json(args[0], args[0])
-    if d is not None:
-        check_json(d, args[0], pid, quiescent)
-    finish("json ok")
+    for path in args:
+        d = load_json(path, path)
+        if d is not None:
+            check_json(d, path, pid, quiescent)
+    finish(f"json ok files={len(args)}")
 
 
 # ---------------------------------------------------------------- stderr streams
@@ -455,8 +450,8 @@ def cmd_quiesce(args):
     check_json(final, "second dump", quiescent=True)
     if base["pid"] != final["pid"]:
         problem(f"the dumps name pids {base['pid']} and {final['pid']}")
-    want_threads = int(head.get("dump_threads", 0))
-    if final["process"]["threads"] != want_threads:
+    want_threads = int(head.get("dump_threads", -1))
+    if want_threads >= 0 and final["process"]["threads"] != want_threads:
         problem(f"second dump: process.threads {final['process']['threads']}, the program has "
                 f"{want_threads} threads with a heap")
 
@@ -466,7 +461,8 @@ def cmd_quiesce(args):
     # per backend: counts from the dumps' difference; bytes too (nothing of these kinds is
     # live in the first dump but what the program made before, which the difference removes)
     expect = {
-        "pool": {k: kinds["class"][k] + kinds["large"][k] for k in kinds["class"]},
+        "pool": {k: -1 if min(kinds["class"][k], kinds["large"][k]) < 0 else
+                 kinds["class"][k] + kinds["large"][k] for k in kinds["class"]},
         "large": kinds["large"],
         "system": kinds["system"],
         "bump": kinds["bump"],
@@ -477,6 +473,8 @@ def cmd_quiesce(args):
         b, f = base["backends"][name], final["backends"][name]
         for jk, ck in fields:
             got = delta(b, f, jk)
+            if expect[name][ck] < 0:
+                continue   # the program does not know this one
             if got != expect[name][ck]:
                 problem(f"backends.{name}.{jk} grew by {got}; the program made {expect[name][ck]} "
                         f"(first dump {b[jk]}, second {f[jk]})")
@@ -505,7 +503,7 @@ def cmd_quiesce(args):
         size = g["usable_min"]
         acc = per_class.setdefault(size, {"allocs": 0, "frees": 0, "remote": 0, "live": 0, "bytes": 0})
         for k in acc:
-            acc[k] += g[k]
+            acc[k] = -1 if acc[k] < 0 or g[k] < 0 else acc[k] + g[k]
     zero = {k: 0 for k in CLASS_KEYS}
     for size, acc in sorted(per_class.items()):
         if size not in fcls:
@@ -515,7 +513,7 @@ def cmd_quiesce(args):
         b, f = bcls.get(size, zero), fcls[size]
         for jk, ck in fields + [("bytes_in_use", "bytes")]:
             got = delta(b, f, jk)
-            if got != acc[ck]:
+            if acc[ck] >= 0 and got != acc[ck]:
                 problem(f"class of {size} B: {jk} grew by {got}; the program made {acc[ck]} "
                         f"(first dump {b[jk]}, second {f[jk]})")
     # large: the group's usable size is its page bytes
@@ -525,8 +523,8 @@ def cmd_quiesce(args):
     # classes the program did not touch did not move
     touched = set(per_class)
     for size, f in fcls.items():
-        if size in touched:
-            continue
+        if size in touched or head.get("threads") == "realloc":
+            continue   # realloc moves blocks through classes the program does not track
         b = bcls.get(size, zero)
         if f["allocs"] != b["allocs"] or f["live_blocks"] != b["live_blocks"]:
             problem(f"class of {size} B, which the program did not use between the dumps, went from "
@@ -689,9 +687,7 @@ def cmd_prometheus(args):
         seen_series.add(key)
         seen_series.add((family, "sampled"))
         samples += 1
-    for name in types:
-        if (name, "sampled") not in seen_series:
-            problem(f"{path}: family {name} has a TYPE but no sample")
+    # A family with HELP and TYPE but no sample is valid (parsers drop it): not checked.
     finish(f"prometheus ok families={len(types)} samples={samples}")
 
 

@@ -18,16 +18,22 @@
  *                                   set and frees the subset of the next worker's blocks
  *                                   (every free is cross-thread), then calls malloc_trim(0),
  *                                   which makes each owner collect the frees of its blocks.
+ *                                   THREADS == freer: the main thread allocates, a thread
+ *                                   that never allocated frees the subset, the main thread
+ *                                   calls malloc_trim(0).
  *                                   stats_file must be DIR/s.%p.json, stats_format=json: a
  *                                   dump by raise(SIGUSR1) before (renamed to DIR/base.json)
  *                                   and after (DIR/s.PID.json); nothing allocates in between
  *                                   but the scenario. Prints what it knows (see below).
+ *   realloc DIR                     like quiesce, for blocks realloc moves between backends;
+ *                                   only live blocks and bytes per kind are known.
  *   errno MARKER COUNT              fd 2 goes to a pipe a helper thread reads. COUNT times the
  *                                   helper sends SIGUSR1 to the main thread and waits until
  *                                   MARKER (a string the dump writes to fd 2) shows up, while
  *                                   the main thread keeps setting errno to a new value and
  *                                   checking it never changes under it.
- *   sigself USR1|USR2               raise the signal, then print "survived".
+ *   sigself USR1|USR2               hold known blocks, raise the signal, then print
+ *                                   "survived USR1|USR2".
  *   exit                            allocate a little, keep some, print "bye", return.
  *   mstats                          hold known blocks, call malloc_stats() and mallinfo2().
  *   wait MAXSEC                     hold known blocks, print "ready PID", sleep until SIGTERM
@@ -350,15 +356,55 @@ static void dump_now(void) {
   if (raise(SIGUSR1) != 0) die("raise: %s\n", strerror(errno));
 }
 
-static int scenario_quiesce(const char *route, int threads, const char *dir) {
+/* The freer: a thread that never allocated frees the main thread's blocks (its first call
+ * into the allocator is that free). */
+static void *q_freer(void *arg) {
+  (void)arg;
+  pthread_barrier_wait(&g_barrier);     /* 1: the main thread's blocks are allocated */
+  q_free(0);
+  pthread_barrier_wait(&g_barrier);     /* 2: freed */
+  pthread_barrier_wait(&g_barrier);     /* 3: the second dump is done */
+  return NULL;
+}
+
+static int scenario_quiesce_freer(const char *route, const char *dir, const char *path,
+                                  const char *base) {
+  pthread_t tid;
+  pthread_barrier_init(&g_barrier, NULL, 2);
+  if (pthread_create(&tid, NULL, q_freer, NULL) != 0) die("quiesce: pthread_create failed\n");
+  dump_now();
+  if (rename(path, base) != 0) die("quiesce: rename %s: %s\n", path, strerror(errno));
+  q_alloc(0);
+  pthread_barrier_wait(&g_barrier);     /* 1 */
+  pthread_barrier_wait(&g_barrier);     /* 2 */
+  malloc_trim(0);                       /* collects the remote frees of the main heap */
+  dump_now();
+  pthread_barrier_wait(&g_barrier);     /* 3 */
+  pthread_join(tid, NULL);
+  (void)dir;
+  (void)route;
+  return 0;
+}
+
+static void quiesce_report(const char *route, const char *mode, int owners, bool cross, int dump_threads);
+
+static int scenario_quiesce(const char *route, const char *mode, const char *dir) {
   if (strcmp(route, "default") == 0) g_route = 0;
   else if (strcmp(route, "throughput") == 0) g_route = 1;
   else die("quiesce: route default or throughput\n");
-  if (threads < 0 || threads > MAXTHREADS || threads == 1) die("quiesce: 0 or 2..4 threads\n");
+  bool freer = strcmp(mode, "freer") == 0;
+  int threads = freer ? 0 : atoi(mode);
+  if (threads < 0 || threads > MAXTHREADS || threads == 1) die("quiesce: 0, 2..4 threads or freer\n");
   g_qthreads = threads;
   char path[4096], base[4096];
   snprintf(path, sizeof path, "%s/s.%d.json", dir, (int)getpid());
   snprintf(base, sizeof base, "%s/base.json", dir);
+  if (freer) {
+    scenario_quiesce_freer(route, dir, path, base);
+    /* the freer's heap, if freeing made it one, may or may not count as a thread */
+    quiesce_report(route, mode, 1, true, -1);
+    return 0;
+  }
   pthread_t tids[MAXTHREADS];
   if (threads > 0) {
     pthread_barrier_init(&g_barrier, NULL, (unsigned)threads + 1);
@@ -381,13 +427,19 @@ static int scenario_quiesce(const char *route, int threads, const char *dir) {
     pthread_barrier_wait(&g_barrier);   /* 5 */
     for (int i = 0; i < threads; i++) pthread_join(tids[i], NULL);
   }
-  /* What the program knows, per group and per kind (pool class, large page, bump, system):
-   * blocks allocated, freed, freed by a thread other than the allocating one, live, and
-   * the sum of malloc_usable_size of the live blocks. */
-  int owners = threads > 0 ? threads : 1;
+  quiesce_report(route, mode, threads > 0 ? threads : 1, threads > 0, threads + 1);
+  return 0;
+}
+
+/* What the program knows, per group and per kind (pool class, large page, bump, system):
+ * blocks allocated, freed, freed by a thread other than the allocating one (cross: every
+ * free was; system frees are plain frees of the freeing thread), live, and the sum of
+ * malloc_usable_size of the live blocks. dump_threads: threads with a heap at the second
+ * dump (-1: not checked). */
+static void quiesce_report(const char *route, const char *mode, int owners, bool cross, int dump_threads) {
   unsigned long long k_allocs[K_COUNT] = {0}, k_frees[K_COUNT] = {0}, k_remote[K_COUNT] = {0};
   unsigned long long k_live[K_COUNT] = {0}, k_bytes[K_COUNT] = {0};
-  say("quiesce route=%s threads=%d dump_threads=%d\n", route, threads, threads + 1);
+  say("quiesce route=%s threads=%s dump_threads=%d\n", route, mode, dump_threads);
   for (unsigned g = 0; g < NGROUPS; g++) {
     kind_t k = groups[g].kind[g_route];
     unsigned long long allocs = 0, frees = 0, live = 0, bytes = 0;
@@ -406,7 +458,7 @@ static int scenario_quiesce(const char *route, int threads, const char *dir) {
         if (u < usable_min) usable_min = u;
         if (u > usable_max) usable_max = u;
       }
-    unsigned long long remote = (threads > 0 && k != K_SYSTEM) ? frees : 0;
+    unsigned long long remote = (cross && k != K_SYSTEM) ? frees : 0;
     say("group size=%zu kind=%s allocs=%llu frees=%llu remote=%llu live=%llu bytes=%llu "
         "usable_min=%zu usable_max=%zu\n",
         groups[g].size, kind_names[k], allocs, frees - remote, remote, live, bytes, usable_min,
@@ -420,6 +472,96 @@ static int scenario_quiesce(const char *route, int threads, const char *dir) {
   for (int k = 0; k < K_COUNT; k++)
     say("kind %s allocs=%llu frees=%llu remote=%llu live=%llu bytes=%llu\n", kind_names[k],
         k_allocs[k], k_frees[k], k_remote[k], k_live[k], k_bytes[k]);
+}
+
+/* ================================================================== realloc */
+
+/* Blocks moved between backends by realloc (and a few aligned requests), under the
+ * default route: the kind of a block is its route's unless realloc kept it in place. The
+ * counts of operations are not asserted (whether realloc moves a block is the allocator's
+ * choice): only live blocks and their usable bytes per kind, reported as for quiesce with
+ * -1 for the unchecked figures. */
+static kind_t route_default(size_t n) {
+  return n <= 64 * KiB ? K_CLASS : n <= 2 * MiB ? K_LARGE : K_SYSTEM;
+}
+
+typedef struct {
+  void *p;
+  kind_t kind;
+} rblock_t;
+
+static void r_realloc(rblock_t *b, size_t n) {
+  void *q = realloc(b->p, n);
+  if (q == NULL) die("realloc(%zu) failed\n", n);
+  if (q != b->p) b->kind = route_default(n);
+  b->p = q;
+}
+
+static int scenario_realloc(const char *dir) {
+  char path[4096], base[4096];
+  snprintf(path, sizeof path, "%s/s.%d.json", dir, (int)getpid());
+  snprintf(base, sizeof base, "%s/base.json", dir);
+  rblock_t b[16];
+  int n = 0;
+  dump_now();
+  if (rename(path, base) != 0) die("realloc: rename %s: %s\n", path, strerror(errno));
+  /* a large block grown (in place while the slices after it are free) */
+  b[n] = (rblock_t){malloc(300 * KiB), K_LARGE};
+  r_realloc(&b[n], 600 * KiB);
+  r_realloc(&b[n], 1000 * KiB);
+  r_realloc(&b[n], 1500 * KiB);
+  n++;
+  /* large to system, then system grown */
+  b[n] = (rblock_t){malloc(300 * KiB), K_LARGE};
+  r_realloc(&b[n], 3 * MiB);
+  r_realloc(&b[n], 4 * MiB);
+  n++;
+  /* system to a pool class, and to a large page */
+  b[n] = (rblock_t){malloc(3 * MiB), K_SYSTEM};
+  r_realloc(&b[n], 100);
+  n++;
+  b[n] = (rblock_t){malloc(3 * MiB), K_SYSTEM};
+  r_realloc(&b[n], 500 * KiB);
+  n++;
+  /* pool to large, large shrunk a little (stays) and a lot (moves to the pool) */
+  b[n] = (rblock_t){malloc(1000), K_CLASS};
+  r_realloc(&b[n], 1500 * KiB);
+  r_realloc(&b[n], 1200 * KiB);
+  n++;
+  b[n] = (rblock_t){malloc(1500 * KiB), K_LARGE};
+  r_realloc(&b[n], 10000);
+  n++;
+  /* pool to a bigger class, calloc, aligned requests */
+  b[n] = (rblock_t){malloc(24), K_CLASS};
+  r_realloc(&b[n], 5000);
+  n++;
+  b[n] = (rblock_t){calloc(100, 30), K_CLASS};
+  n++;
+  void *p = NULL;
+  if (posix_memalign(&p, 64, 1000) != 0) die("posix_memalign failed\n");
+  b[n++] = (rblock_t){p, K_CLASS};
+  if (posix_memalign(&p, 4096, 100000) != 0) die("posix_memalign failed\n");
+  b[n++] = (rblock_t){p, K_LARGE};
+  b[n++] = (rblock_t){aligned_alloc(MiB, 3 * MiB), K_SYSTEM};
+  /* freed through realloc(p, 0) */
+  void *z = malloc(3 * MiB);
+  if (realloc(z, 0) != NULL) die("realloc(p, 0) should free and return NULL\n");
+  for (int i = 0; i < n; i++)
+    if (b[i].p == NULL) die("allocation %d failed\n", i);
+  dump_now();
+  unsigned long long live[K_COUNT] = {0}, bytes[K_COUNT] = {0};
+  say("quiesce route=default threads=realloc dump_threads=1\n");
+  for (int i = 0; i < n; i++) {
+    size_t u = malloc_usable_size(b[i].p);
+    live[b[i].kind]++;
+    bytes[b[i].kind] += u;
+    if (b[i].kind == K_CLASS)
+      say("group size=%zu kind=class allocs=-1 frees=-1 remote=-1 live=1 bytes=%zu usable_min=%zu "
+          "usable_max=%zu\n", u, u, u, u);
+  }
+  for (int k = 0; k < K_COUNT; k++)
+    say("kind %s allocs=-1 frees=-1 remote=-1 live=%llu bytes=%llu\n", kind_names[k], live[k],
+        bytes[k]);
   return 0;
 }
 
@@ -523,8 +665,11 @@ static int scenario_errno(const char *marker, int count) {
 
 /* ================================================================== small ones */
 
+static size_t hold_known(void);
+
 static int scenario_sigself(const char *which) {
   int sig = strcmp(which, "USR2") == 0 ? SIGUSR2 : SIGUSR1;
+  hold_known();   /* something in the class table */
   raise(sig);
   say("survived %s\n", which);
   return 0;
@@ -587,7 +732,8 @@ int main(int argc, char **argv) {
   const char *s = argv[1];
   if (strcmp(s, "hammer") == 0 && argc == 5)
     return scenario_hammer(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
-  if (strcmp(s, "quiesce") == 0 && argc == 5) return scenario_quiesce(argv[2], atoi(argv[3]), argv[4]);
+  if (strcmp(s, "quiesce") == 0 && argc == 5) return scenario_quiesce(argv[2], argv[3], argv[4]);
+  if (strcmp(s, "realloc") == 0 && argc == 3) return scenario_realloc(argv[2]);
   if (strcmp(s, "errno") == 0 && argc == 4) return scenario_errno(argv[2], atoi(argv[3]));
   if (strcmp(s, "sigself") == 0 && argc == 3) return scenario_sigself(argv[2]);
   if (strcmp(s, "exit") == 0) return scenario_exit();
