@@ -42,8 +42,13 @@ static bool cfg_eq(const nm_config_t *a, const nm_config_t *b) {
   if (a->strategy != b->strategy || a->preset != b->preset || a->range_count != b->range_count ||
       a->classes_per_doubling != b->classes_per_doubling || a->purge_threshold != b->purge_threshold ||
       a->purge_delay_ms != b->purge_delay_ms || a->bump_region != b->bump_region || a->junk != b->junk ||
-      a->fill != b->fill || a->strict != b->strict)
+      a->fill != b->fill || a->strict != b->strict || a->oom != b->oom || a->misuse != b->misuse ||
+      a->canary != b->canary || a->alloc_backtrace != b->alloc_backtrace || a->stats != b->stats ||
+      a->stats_signal != b->stats_signal || a->stats_format != b->stats_format ||
+      strcmp(a->stats_file, b->stats_file) != 0)
     return false;
+  for (unsigned i = 0; i < NM_BUDGET_COUNT; i++)
+    if (a->budget[i] != b->budget[i]) return false;
   for (unsigned i = 0; i < a->range_count; i++)
     if (a->ranges[i].lo != b->ranges[i].lo || a->ranges[i].hi != b->ranges[i].hi ||
         a->ranges[i].backend != b->ranges[i].backend)
@@ -730,3 +735,78 @@ Test(config, good_routes_cover_all_sizes) {
     cr_expect_eq(c->ranges[c->range_count - 1].hi, SIZE_MAX, "'%s'", texts[i]);
   }
 }
+
+/* ---- diagnostics and statistics keys (issues 4 and 5) ---------------------------------- */
+
+Test(config, budget_values) {
+  parsed_t r = ok("budget=512M,pool_budget=1G,bump_budget=64KiB,system_budget=2g");
+  cr_expect_eq(r.cfg.budget[NM_BUDGET_TOTAL], (size_t)512 << 20);
+  cr_expect_eq(r.cfg.budget[NM_BUDGET_POOL], (size_t)1 << 30);
+  cr_expect_eq(r.cfg.budget[NM_BUDGET_BUMP], (size_t)64 << 10);
+  cr_expect_eq(r.cfg.budget[NM_BUDGET_SYSTEM], (size_t)2 << 30);
+  r = ok("budget=1G,budget=0");   /* 0: no budget; later keys win */
+  cr_expect_eq(r.cfg.budget[NM_BUDGET_TOTAL], 0u);
+  nm_config_t d;
+  nm_config_defaults(&d);
+  for (unsigned i = 0; i < NM_BUDGET_COUNT; i++) cr_expect_eq(d.budget[i], 0u, "budget %u set by default", i);
+  problem("budget=lots", "budget", "bad size 'lots' for 'budget': expected a number with optional K, M, G, T suffix");
+  problem("pool_budget=99999999999999999999", "pool_budget",
+          "bad size '99999999999999999999' for 'pool_budget': too large (the largest size is 18446744073709551615)");
+}
+
+Test(config, oom_and_misuse_values) {
+  nm_config_t d;
+  nm_config_defaults(&d);
+  cr_expect_eq(d.oom, NM_OOM_NULL);
+  cr_expect_eq(d.misuse, NM_MISUSE_ABORT);
+  cr_expect_eq(ok("oom=abort").cfg.oom, NM_OOM_ABORT);
+  cr_expect_eq(ok("oom=fallback").cfg.oom, NM_OOM_FALLBACK);
+  cr_expect_eq(ok("oom=abort,oom=null").cfg.oom, NM_OOM_NULL);
+  cr_expect_eq(ok("misuse=report").cfg.misuse, NM_MISUSE_REPORT);
+  problem("oom=crash", "oom", "bad value 'crash' for 'oom': expected null|abort|fallback");
+  problem("oom=fallbak", "oom", "bad value 'fallbak' for 'oom': expected null|abort|fallback (did you mean 'fallback'?)");
+  problem("misuse=ignore", "misuse", "bad value 'ignore' for 'misuse': expected abort|report");
+}
+
+Test(config, canary_and_backtrace_values) {
+  parsed_t r = ok("canary=on,alloc_backtrace=1");
+  cr_expect(r.cfg.canary && r.cfg.alloc_backtrace);
+  r = ok("preset=development");
+  cr_expect(r.cfg.canary && r.cfg.alloc_backtrace && r.cfg.junk && r.cfg.fill);
+  cr_expect_eq(r.cfg.stats, NM_STATS_TERMINAL);
+  r = ok("preset=development,canary=off,preset=production");
+  cr_expect(!r.cfg.canary && !r.cfg.alloc_backtrace && r.cfg.stats == NM_STATS_OFF);
+  r = ok("preset=development,alloc_backtrace=off");   /* after the preset: it wins */
+  cr_expect(r.cfg.canary && !r.cfg.alloc_backtrace);
+  problem_prefix("canary=maybe", "canary", "bad value 'maybe' for 'canary': expected ");
+}
+
+Test(config, stats_values) {
+  nm_config_t d;
+  nm_config_defaults(&d);
+  cr_expect_eq(d.stats, NM_STATS_OFF);
+  cr_expect_eq(d.stats_signal, NM_STATS_SIGUSR1);
+  cr_expect_eq(d.stats_format, NM_STATS_TEXT);
+  cr_expect_str_eq(d.stats_file, "");
+  parsed_t r = ok("stats=exit,stats_signal=USR2,stats_format=prometheus,stats_file=/tmp/n.%p.prom");
+  cr_expect_eq(r.cfg.stats, NM_STATS_EXIT);
+  cr_expect_eq(r.cfg.stats_signal, NM_STATS_SIGUSR2);
+  cr_expect_eq(r.cfg.stats_format, NM_STATS_PROMETHEUS);
+  cr_expect_str_eq(r.cfg.stats_file, "/tmp/n.%p.prom");
+  cr_expect_eq(ok("stats=terminal").cfg.stats, NM_STATS_TERMINAL);
+  cr_expect_eq(ok("stats_signal=none").cfg.stats_signal, NM_STATS_NOSIGNAL);
+  cr_expect_eq(ok("stats_format=json").cfg.stats_format, NM_STATS_JSON);
+  cr_expect_str_eq(ok("stats_file=/a,stats_file=stderr").cfg.stats_file, "");
+  problem("stats=always", "stats", "bad value 'always' for 'stats': expected off|exit|terminal");
+  problem("stats_format=yaml", "stats_format", "bad value 'yaml' for 'stats_format': expected text|json|prometheus");
+  problem("stats_file=", "stats_file",
+          "bad value '' for 'stats_file': expected a file path (%p is replaced by the pid) or stderr");
+  char longpath[300];
+  memset(longpath, 'a', sizeof longpath);
+  memcpy(longpath, "stats_file=/", 12);
+  longpath[sizeof longpath - 1] = '\0';
+  parsed_t bad = parse(longpath);
+  cr_expect_eq(bad.n, 1u);
+  cr_expect_str_eq(bad.cfg.stats_file, "", "a path too long must keep the previous value");
+}
+
