@@ -60,6 +60,12 @@ void nm_guard_init(void) {
   if (nm_canary && pthread_key_create(&nm_quarantine_key, nm_quarantine_flush) != 0)
     nm_canary = false, nm_trailer_size = 0;
   nm_guard_on = budgets || nm_canary;
+  /* The first backtrace loads libgcc's unwinder (dlopen): do it now, during start-up,
+   * rather than inside some later malloc of the program's. */
+  if (nm_trailer_size == sizeof(nm_trailer_t)) {
+    void *warm[2];
+    nm_backtrace_capture(warm, 2, 0);
+  }
 }
 
 /* ---- raw blocks ------------------------------------------------------------------------- */
