@@ -11,6 +11,7 @@ packages=(
   python3 libpython3.11-testsuite sqlite3 git coreutils     # real programs under the preload
   time procps valgrind gdb                                  # measurement, checks, hang backtraces
   binutils                                                  # addr2line for scripts/nebula-symbolize
+  prometheus                                                # promtool checks the Prometheus dump
 )
 
 missing=()

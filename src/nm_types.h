@@ -17,9 +17,14 @@
 #define NM_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define NM_NOINLINE    __attribute__((noinline))
 #define NM_COLD        __attribute__((cold, noinline))
+/* Readers of other threads' counters and pages (statistics): those are written with plain
+ * stores by their owner and read whole, racily by design, so ThreadSanitizer is told not
+ * to watch these functions (the writers stay checked against each other). */
+#define NM_RACY_READER __attribute__((no_sanitize("thread")))
 
-/* The per-operation statistics counters (allocations and frees per class). On by default;
- * `meson -Dcounters=false` compiles them out, so the benchmark can measure their cost. */
+/* The per-operation statistics counter (allocations per page: frees are derived from it
+ * and the live count, see nm_heap_stats_t). On by default; `meson -Dcounters=false`
+ * compiles it out, so the benchmark can measure its cost. */
 #ifndef NM_COUNTERS
 #define NM_COUNTERS 1
 #endif
@@ -76,6 +81,7 @@ struct nm_page_s {
   uint8_t class_idx;
   uint8_t slice_count;          /* slices spanned; 0 on a free slice */
   uint8_t slice_offset;         /* on an interior slice: distance to the page's first slice */
+  uint64_t allocs;              /* blocks handed out since the page was made (statistics) */
   uint32_t block_size;
   uint32_t capacity;            /* blocks carved into the free list so far */
   uint32_t reserved;            /* blocks the page can hold */
@@ -86,11 +92,16 @@ struct nm_page_s {
   nm_page_t *remote_next;       /* link in heap->remote_pages */
   nm_page_t *next, *prev;       /* link in heap->avail[class] */
   uint8_t *start;
-};
+} __attribute__((aligned(64)));
+/* 128 bytes, a line apart: finding a pointer's page is a shift, not a multiply by 88, and
+ * the fields malloc and free touch (free, used, flags, allocs, heap) share one line that
+ * no other page's remote frees write. */
+_Static_assert(sizeof(struct nm_page_s) == 128, "a page descriptor is two cache lines");
 
 struct nm_segment_s {
   nm_heap_t *heap;
   nm_segment_t *next, *prev;    /* heap's segment list */
+  nm_segment_t *unmap_next;     /* emptied while statistics were read: unmapped later */
   uint64_t free_mask;           /* slices not in a page */
   uint64_t dirty_mask;          /* free slices whose memory may still be resident */
   uint64_t aged_mask;           /* dirty slices already dirty at the heap's last purge tick */
@@ -103,15 +114,20 @@ struct nm_segment_s {
  * read whole (aligned 64-bit loads), but not all of them at one instant. A heap outlives
  * its thread (the next thread adopts it), so an exited thread's counts stay in the sums.
  *
- * Frees by other threads are counted by the owner when it collects them; frees of system
- * blocks count in the freeing thread's heap (a heap's own difference may be negative: only
- * the sum over heaps means something). */
+ * The hot paths count one thing: each page's allocations (nm_page_t.allocs, on the cache
+ * line malloc writes anyway). A page folds them into its heap's `allocs` when it retires.
+ * Frees are derived when read: allocations - live blocks (each page's `used`) - remote
+ * frees, so free() counts nothing. Remote frees are counted by the owner when it collects
+ * them. The system class counts both on its own (slow) paths; frees of system blocks count
+ * in the freeing thread's heap (a heap's own difference may be negative: only the sum over
+ * heaps means something). */
 typedef struct nm_class_count_s {
-  uint64_t allocs;        /* blocks handed out */
-  uint64_t frees;         /* freed by the owner thread */
+  uint64_t allocs;        /* blocks handed out by retired pages (system: every block) */
+  uint64_t frees;         /* system class only: freed (pages derive theirs) */
   uint64_t remote_frees;  /* freed by other threads, collected by the owner */
   uint64_t pages_made;    /* pool classes: pages carved for the class ... */
   uint64_t pages_retired; /* ... and given back to their segment */
+  uint64_t pages_peak;    /* the most pages of the class this heap held at once */
 } nm_class_count_t;
 
 typedef struct nm_heap_stats_s {
@@ -145,6 +161,7 @@ struct nm_heap_s {
   nm_page_queue_t avail[NM_CLASS_MAX]; /* other pages of the class with free blocks */
   nm_segment_t *segments;
   nm_segment_t *seg_hint;               /* where the last page was found */
+  nm_segment_t *unmap_later;            /* emptied segments a statistics reader may be in */
   size_t dirty_bytes;                   /* freed slices not yet purged */
   uint64_t purge_at_ms;                 /* when the oldest of them is due (0: none pending) */
   size_t purge_limit;                   /* this heap's threshold: adapts to its cycle size */

@@ -51,7 +51,7 @@ void *nm_bump_alloc(nm_heap_t *h, size_t n) {
   uint8_t *header = pg->start + pg->capacity;
   pg->capacity += (uint32_t)need;
   pg->used++;
-  NM_COUNT(h->stats.cls[NM_CLASS_BUMP].allocs++);
+  NM_COUNT(pg->allocs++);
   *(size_t *)header = need - NM_BUMP_HEADER;
   return header + NM_BUMP_HEADER;
 }
@@ -68,7 +68,6 @@ void nm_bump_emptied(nm_heap_t *h, nm_page_t *pg) {
 }
 
 void nm_bump_free_local(nm_heap_t *h, nm_page_t *pg) {
-  NM_COUNT(h->stats.cls[NM_CLASS_BUMP].frees++);
   if (--pg->used <= 1) nm_bump_emptied(h, pg);
 }
 

@@ -28,7 +28,7 @@ static inline void *nm_bump_alloc_fast(nm_heap_t *h, size_t n) {
   uint8_t *header = pg->start + pg->capacity;
   pg->capacity += (uint32_t)need;
   pg->used++;
-  NM_COUNT(h->stats.cls[NM_CLASS_BUMP].allocs++);
+  NM_COUNT(pg->allocs++);
   *(size_t *)header = need - NM_BUMP_HEADER;
   return header + NM_BUMP_HEADER;
 }

@@ -112,7 +112,7 @@ static void nm_format_text(nm_buf_t *b, const nm_stats_t *st) {
   nm_buf_u64(b, st->bump_rewinds);
   nm_buf_str(b, " recycled whole\n");
   nm_buf_str(b, "  class     size        allocs         frees  remote frees        live      in use"
-                "  pages  utilization\n");
+                "  pages   peak pages  utilization\n");
   for (unsigned c = 0; c < st->classes; c++) {
     const nm_stats_line_t *l = &st->cls[c];
     if (l->allocs == 0 && l->pages == 0) continue;
@@ -125,6 +125,7 @@ static void nm_format_text(nm_buf_t *b, const nm_stats_t *st) {
     nm_cell_u64(b, l->live, 12);
     nm_cell_bytes(b, l->bytes, 12);
     nm_cell_u64(b, l->pages, 7);
+    nm_cell_bytes(b, l->peak_bytes, 13);
     size_t mark = b->len;
     if (l->capacity) {
       nm_buf_u64(b, l->live * 100 / l->capacity);
@@ -242,6 +243,7 @@ static void nm_format_json(nm_buf_t *b, const nm_stats_t *st) {
     nm_json_line(b, l);
     nm_buf_char(b, ',');
     nm_json_key(b, "pages", l->pages, true);
+    nm_json_key(b, "peak_page_bytes", l->peak_bytes, true);
     nm_json_key(b, "capacity_blocks", l->capacity, false);
     nm_buf_char(b, '}');
   }
@@ -288,6 +290,7 @@ static uint64_t f_frees(const nm_stats_line_t *l) { return l->frees + l->remote_
 static uint64_t f_remote(const nm_stats_line_t *l) { return l->remote_frees; }
 static uint64_t f_live(const nm_stats_line_t *l) { return l->live; }
 static uint64_t f_bytes(const nm_stats_line_t *l) { return l->bytes; }
+static uint64_t f_peak(const nm_stats_line_t *l) { return l->peak_bytes; }
 
 static void nm_prom_family(nm_buf_t *b, const nm_stats_t *st, const char *name, const char *type,
                            const char *help, nm_line_field_fn field) {
@@ -323,6 +326,8 @@ static void nm_format_prometheus(nm_buf_t *b, const nm_stats_t *st) {
                        "Blocks handed out, per pool size class (label: block size).", f_allocs);
   nm_prom_class_family(b, st, "nebula_class_live_blocks", "gauge",
                        "Live blocks per pool size class.", f_live);
+  nm_prom_class_family(b, st, "nebula_class_peak_page_bytes", "gauge",
+                       "Most bytes of pages a size class held (sum of each thread's peak).", f_peak);
   nm_prom_head(b, "nebula_mapped_bytes", "gauge", "Bytes of segments mapped from the kernel.");
   nm_prom_sample(b, "nebula_mapped_bytes", NULL, NULL, st->mapped);
   nm_prom_head(b, "nebula_page_bytes", "gauge", "Bytes of slices holding pages.");

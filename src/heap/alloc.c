@@ -32,7 +32,8 @@ static NM_NOINLINE nm_page_t *nm_page_refill(nm_heap_t *h, unsigned cls) {
   pg = nm_heap_page_alloc(h, nm_classes.slices[cls]);
   if (pg == NULL) return NULL;
   nm_page_init(pg, h, cls, nm_classes.size[cls]);
-  h->stats.cls[cls].pages_made++;
+  nm_class_count_t *cc = &h->stats.cls[cls];
+  if (++cc->pages_made - cc->pages_retired > cc->pages_peak) cc->pages_peak = cc->pages_made - cc->pages_retired;
 found:
   nm_page_flags_clear(pg, NM_PAGE_FULL);
   pg->used++;                      /* the current page's bias: never retired while current */
@@ -66,7 +67,7 @@ static void *nm_pool_alloc(nm_heap_t *h, unsigned cls) {
   }
   pg->free = b->next;
   pg->used++;
-  NM_COUNT(h->stats.cls[cls].allocs++);
+  NM_COUNT(pg->allocs++);
   return b;
 }
 
@@ -84,7 +85,7 @@ static void *nm_large_alloc(nm_heap_t *h, size_t n) {
   nm_block_t *b = pg->free;
   pg->free = NULL;
   pg->used = 1;
-  NM_COUNT(h->stats.cls[NM_CLASS_LARGE].allocs++);
+  NM_COUNT(pg->allocs++);
   h->stats.large_bytes_in += (size_t)slices << NM_SLICE_SHIFT;
   return b;
 }
@@ -188,7 +189,6 @@ void nm_free_slow(nm_page_t *pg, void *p) {
   }
   b->next = pg->free;
   pg->free = b;
-  NM_COUNT(h->stats.cls[pg->class_idx].frees++);
   if (pg->flags & NM_PAGE_FULL) {
     nm_page_flags_clear(pg, NM_PAGE_FULL);
     if (h->current[pg->class_idx] != pg) nm_page_queue_push(&h->avail[pg->class_idx], pg);

@@ -25,7 +25,7 @@ static inline void *nm_alloc_fast(size_t n) {
     if (NM_LIKELY(b != NULL)) {
       pg->free = b->next;
       pg->used++;
-      NM_COUNT(h->stats.cls[c].allocs++);
+      NM_COUNT(pg->allocs++);
       return b;
     }
     if (c == NM_CLASS_BUMP) return nm_bump_alloc_fast(h, n);
@@ -49,12 +49,10 @@ static inline bool nm_free_owned(void *p) {
       nm_block_t *b = p;
       b->next = pg->free;
       pg->free = b;
-      NM_COUNT(pg->heap->stats.cls[pg->class_idx].frees++);
       if (NM_UNLIKELY(--pg->used == 0)) nm_heap_page_retire(pg->heap, pg);
       return true;
     }
     if (flags == NM_PAGE_BUMP) {   /* a bump block only counts: its memory is not touched */
-      NM_COUNT(pg->heap->stats.cls[NM_CLASS_BUMP].frees++);
       if (NM_UNLIKELY(--pg->used <= 1)) nm_bump_emptied(pg->heap, pg);
       return true;
     }

@@ -77,7 +77,7 @@ static nm_heap_t *nm_heap_new_locked(void) {
   nm_meta_next += size;
   for (unsigned i = 0; i < NM_CLASS_MAX; i++) h->current[i] = &nm_page_empty;
   h->next_all = nm_heaps_all;
-  nm_heaps_all = h;   /* publish last: the registry is walked without the lock */
+  __atomic_store_n(&nm_heaps_all, h, __ATOMIC_RELEASE);   /* publish last: walked without the lock */
   return h;
 }
 
@@ -118,6 +118,7 @@ void nm_heap_collect_remote(nm_heap_t *h) {
 void nm_heap_page_retire(nm_heap_t *h, nm_page_t *pg) {
   unsigned cls = pg->class_idx;
   if (h->current[cls] == pg) return;   /* keep the page we allocate from */
+  h->stats.cls[cls].allocs += pg->allocs;   /* every block of it is gone: fold its count */
   if (cls == NM_CLASS_LARGE) h->stats.large_bytes_out += (size_t)pg->slice_count << NM_SLICE_SHIFT;
   else if (cls == NM_CLASS_BUMP) h->stats.bump_regions_retired++;
   else h->stats.cls[cls].pages_retired++;
@@ -247,6 +248,7 @@ void nm_heap_foreach(void (*fn)(nm_heap_t *h, void *arg), void *arg) {
 
 void nm_heap_after_fork_child(void) {
   nm_lock_reset(&nm_heaps_lock);
+  nm_segment_after_fork_child();
   /* Threads other than this one are gone; their heaps may have been mid-update when fork
    * copied them, so they are never adopted (their memory stays with the child, unused). */
   for (nm_heap_t *h = nm_heaps_all; h != NULL; h = h->next_all) {

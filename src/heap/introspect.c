@@ -28,17 +28,7 @@ void nm_totals(nm_totals_t *t) {
  * frees are fine: diagnostics only). */
 static void nm_heap_pages(void (*fn)(nm_heap_t *, nm_page_t *, void *), void *arg) {
   nm_heap_t *h = nm_tls_heap;
-  if (h->state != NM_HEAP_ACTIVE) return;
-  for (nm_segment_t *s = h->segments; s != NULL; s = s->next)
-    for (unsigned i = 1; i < NM_SEG_SLICES;) {
-      nm_page_t *pg = &s->slices[i];
-      if (pg->slice_count == 0) {
-        i++;
-        continue;
-      }
-      fn(h, pg, arg);
-      i += pg->slice_count;
-    }
+  if (h->state == NM_HEAP_ACTIVE) nm_segment_foreach_page(h, fn, arg);
 }
 
 typedef struct { unsigned cls; nm_class_state_t *st; } nm_class_walk_t;

@@ -5,11 +5,25 @@
 #include "heap/alloc.h"
 #include "heap/heap.h"
 #include "heap/router.h"
+#include "heap/runtime.h"
 #include "os/os.h"
+#include "pool/segment.h"
 
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
-static void nm_stats_add_heap(nm_heap_t *h, void *arg) {
+/* A page's blocks handed out and still live (its `used` less the current page's bias). */
+NM_RACY_READER static void nm_stats_add_page(nm_heap_t *h, nm_page_t *pg, void *arg) {
+  nm_stats_t *st = arg;
+  unsigned c = LOAD(pg->class_idx);
+  if (c >= NM_CLASS_MAX || c == NM_CLASS_NONE) return;
+  uint64_t used = LOAD(pg->used);
+  nm_page_t *biased = (c == NM_CLASS_BUMP) ? LOAD(h->bump) : LOAD(h->current[c]);
+  if (biased == pg && used > 0) used--;
+  st->cls[c].allocs += LOAD(pg->allocs);
+  st->cls[c].live += used;
+}
+
+NM_RACY_READER static void nm_stats_add_heap(nm_heap_t *h, void *arg) {
   nm_stats_t *st = arg;
   const nm_heap_stats_t *hs = &h->stats;
   st->heaps++;
@@ -20,7 +34,9 @@ static void nm_stats_add_heap(nm_heap_t *h, void *arg) {
     l->frees += LOAD(hs->cls[c].frees);
     l->remote_frees += LOAD(hs->cls[c].remote_frees);
     l->pages += LOAD(hs->cls[c].pages_made) - LOAD(hs->cls[c].pages_retired);
+    l->pages_peak += LOAD(hs->cls[c].pages_peak);
   }
+  nm_segment_foreach_page(h, nm_stats_add_page, st);
   st->large.bytes += LOAD(hs->large_bytes_in) - LOAD(hs->large_bytes_out);
   st->system.bytes += LOAD(hs->system_bytes_in) - LOAD(hs->system_bytes_out);
   uint64_t made = LOAD(hs->bump_regions_made), retired = LOAD(hs->bump_regions_retired);
@@ -37,7 +53,15 @@ static void nm_stats_add_heap(nm_heap_t *h, void *arg) {
   st->segments_unmapped += LOAD(hs->segments_unmapped);
 }
 
-/* live = allocs - frees, clamped: counts are read one by one while threads run, and a block
+/* Page classes counted allocations and live blocks: what is gone and not collected from
+ * another thread was freed locally. Counts are read one by one while threads run (and are
+ * compiled out with -Dcounters=false), so the sums are clamped to stay consistent. */
+static void nm_line_derive(nm_stats_line_t *l) {
+  if (l->allocs < l->live + l->remote_frees) l->allocs = l->live + l->remote_frees;
+  l->frees = l->allocs - l->live - l->remote_frees;
+}
+
+/* The system class counts allocations and frees; live = allocs - frees, clamped: a block
  * allocated before counting began (or by another allocator) may be freed through us. */
 static void nm_line_finish(nm_stats_line_t *l) {
   uint64_t gone = l->frees + l->remote_frees;
@@ -50,6 +74,7 @@ static void nm_line_add(nm_stats_line_t *to, const nm_stats_line_t *from) {
   to->remote_frees += from->remote_frees;
   to->live += from->live;
   to->bytes += from->bytes;
+  to->peak_bytes += from->peak_bytes;
 }
 
 void nm_stats_collect(nm_stats_t *st) {
@@ -57,22 +82,26 @@ void nm_stats_collect(nm_stats_t *st) {
   nm_heap_foreach(nm_stats_add_heap, st);
   st->cls[NM_CLASS_NONE].frees += atomic_load_explicit(&nm_stats_stray_frees, memory_order_relaxed);
   st->system.bytes -= atomic_load_explicit(&nm_stats_stray_bytes, memory_order_relaxed);
-  st->classes = nm_classes.count;
+  /* Before start-up nothing was counted; during it the class table is being written. */
+  bool ready = nm_runtime_ready();
+  st->classes = ready ? nm_classes.count : 0;
   for (unsigned c = 0; c < st->classes; c++) {
     st->class_size[c] = nm_classes.size[c];
-    nm_line_finish(&st->cls[c]);
+    nm_line_derive(&st->cls[c]);
+    size_t page_size = (size_t)nm_classes.slices[c] << NM_SLICE_SHIFT;
     st->cls[c].bytes = st->cls[c].live * nm_classes.size[c];
-    st->cls[c].capacity = st->cls[c].pages * (((size_t)nm_classes.slices[c] << NM_SLICE_SHIFT) / nm_classes.size[c]);
+    st->cls[c].capacity = st->cls[c].pages * (page_size / nm_classes.size[c]);
+    st->cls[c].peak_bytes = st->cls[c].pages_peak * page_size;
     nm_line_add(&st->pool, &st->cls[c]);
   }
   /* large pages, bump regions and system blocks have their own slots in the class array */
   uint64_t large_bytes = st->large.bytes, system_bytes = st->system.bytes;
   st->large = st->cls[NM_CLASS_LARGE];
-  nm_line_finish(&st->large);
+  nm_line_derive(&st->large);
   st->large.bytes = (int64_t)large_bytes > 0 ? large_bytes : 0;
   st->bump = st->cls[NM_CLASS_BUMP];
-  nm_line_finish(&st->bump);
-  st->bump_region_bytes = st->bump_regions_live * nm_route.bump_region;
+  nm_line_derive(&st->bump);
+  st->bump_region_bytes = ready ? st->bump_regions_live * nm_route.bump_region : 0;
   st->bump.bytes = st->bump_region_bytes;
   st->system = st->cls[NM_CLASS_NONE];
   nm_line_finish(&st->system);

@@ -1,6 +1,7 @@
-/* Statistics: the per-thread counters (nm_heap_stats_t, in every heap) summed over all
- * heaps, with the process figures around them. Safe in a signal handler: no lock, no
- * allocation, only reads of the heap registry (heaps are never freed). */
+/* Statistics: the per-thread counters (nm_heap_stats_t, in every heap) and each heap's
+ * pages, summed, with the process figures around them. Safe in a signal handler: no lock,
+ * no allocation, only reads of the heap registry (heaps are never freed) and of segments
+ * (none is unmapped while a walk runs: nm_segment_foreach_page). */
 #ifndef NM_STATS_H
 #define NM_STATS_H
 
@@ -15,6 +16,8 @@ typedef struct nm_stats_line_s {
   uint64_t live;           /* allocs - frees - remote_frees */
   uint64_t bytes;          /* bytes in use (usable size of live blocks; bump: its regions) */
   uint64_t pages;          /* pool classes: pages of the class */
+  uint64_t pages_peak;     /* pool classes: sum of each heap's most pages of the class */
+  uint64_t peak_bytes;     /* pool classes: those pages' bytes (the class's peak footprint) */
   uint64_t capacity;       /* pool classes: blocks those pages hold */
 } nm_stats_line_t;
 

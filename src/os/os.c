@@ -9,12 +9,28 @@
 #include <time.h>
 #include <unistd.h>
 
+/* ThreadSanitizer forgets a range's history only on the munmap it intercepts; raw syscalls
+ * would leave it believing a reused address is still the last owner's memory. */
+#if defined(__SANITIZE_THREAD__)
+#define NM_OS_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define NM_OS_TSAN 1
+#endif
+#endif
+#ifdef NM_OS_TSAN
+#define NM_SYS_MMAP(hint, size, prot, flags) ((long)mmap(hint, size, prot, flags, -1, 0))
+#define NM_SYS_MUNMAP(p, size) munmap(p, size)
+#else
+#define NM_SYS_MMAP(hint, size, prot, flags) syscall(SYS_mmap, hint, size, prot, flags, -1, 0)
+#define NM_SYS_MUNMAP(p, size) syscall(SYS_munmap, p, size)
+#endif
+
 /* Why this thread's last mmap failed, for the out-of-memory report. */
 static __thread int nm_os_error;
 
 static long nm_sys_mmap(void *hint, size_t size) {
-  long r = syscall(SYS_mmap, hint, size, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  long r = NM_SYS_MMAP(hint, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
   if (r == -1) nm_os_error = errno;
   return r;
 }
@@ -40,7 +56,7 @@ void *nm_os_map(size_t size) {
 }
 
 void nm_os_unmap(void *p, size_t size) {
-  if (p != NULL && size != 0) syscall(SYS_munmap, p, size);
+  if (p != NULL && size != 0) NM_SYS_MUNMAP(p, size);
 }
 
 /* The next aligned address after the last segment: consecutive segments usually come back

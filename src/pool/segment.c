@@ -23,22 +23,74 @@ static nm_segment_t *nm_segment_create(nm_heap_t *h) {
   s->free_mask = NM_USABLE_SLICES;
   s->next = h->segments;
   if (h->segments) h->segments->prev = s;
-  h->segments = s;
+  __atomic_store_n(&h->segments, s, __ATOMIC_RELEASE);   /* readers walk the list unlocked */
   h->segment_count++;
   h->stats.segments_mapped++;
   nm_segmap_set(s);
   return s;
 }
 
+/* Statistics readers walk every heap's segments without a lock (nm_segment_foreach_page).
+ * While one does, no segment is unmapped: an emptied one is purged, unlinked, and left on
+ * its heap's unmap_later list until a later destroy finds no reader. The owner's unlink
+ * and the reader's arrival are ordered by a seq_cst fence against a seq_cst increment, so
+ * either the owner sees the reader or the reader never reaches the segment. */
+static _Atomic unsigned nm_segment_readers;
+
+static void nm_segment_unmap_deferred(nm_heap_t *h) {
+  while (h->unmap_later != NULL) {
+    nm_segment_t *s = h->unmap_later;
+    h->unmap_later = s->unmap_next;
+    nm_os_unmap(s, NM_SEG_SIZE);
+  }
+}
+
 static void nm_segment_destroy(nm_heap_t *h, nm_segment_t *s) {
-  if (s->prev) s->prev->next = s->next;
-  else h->segments = s->next;
+  if (s->prev) __atomic_store_n(&s->prev->next, s->next, __ATOMIC_RELAXED);
+  else __atomic_store_n(&h->segments, s->next, __ATOMIC_RELAXED);
   if (s->next) s->next->prev = s->prev;
   if (h->seg_hint == s) h->seg_hint = NULL;
   h->segment_count--;
   h->stats.segments_unmapped++;
   nm_segmap_clear(s);
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load_explicit(&nm_segment_readers, memory_order_relaxed) != 0) {
+    /* A reader may be on it: give the memory back now, the address space later. The
+     * header slice stays, so a reader still there follows valid links. */
+    nm_os_purge((uint8_t *)s + NM_SLICE_SIZE, NM_SEG_SIZE - NM_SLICE_SIZE);
+    s->unmap_next = h->unmap_later;
+    h->unmap_later = s;
+    return;
+  }
   nm_os_unmap(s, NM_SEG_SIZE);
+  nm_segment_unmap_deferred(h);
+}
+
+void nm_segment_after_fork_child(void) {
+  /* A walk another thread was in is gone with that thread. */
+  atomic_store_explicit(&nm_segment_readers, 0, memory_order_relaxed);
+}
+
+NM_RACY_READER void nm_segment_foreach_page(nm_heap_t *h, void (*fn)(nm_heap_t *, nm_page_t *, void *), void *arg) {
+  atomic_fetch_add_explicit(&nm_segment_readers, 1, memory_order_seq_cst);
+  /* The owner may be changing the list and its pages meanwhile: every read is a whole
+   * word, a page being made or retired reads as whatever it holds, and the walk is bounded
+   * so a torn read cannot loop. */
+  size_t budget = (size_t)1 << 20;
+  for (nm_segment_t *s = __atomic_load_n(&h->segments, __ATOMIC_ACQUIRE); s != NULL && budget > 0;
+       s = __atomic_load_n(&s->next, __ATOMIC_ACQUIRE), budget--) {
+    for (unsigned i = 1; i < NM_SEG_SLICES;) {
+      nm_page_t *pg = &s->slices[i];
+      unsigned n = __atomic_load_n(&pg->slice_count, __ATOMIC_RELAXED);
+      if (n == 0) {
+        i++;
+        continue;
+      }
+      fn(h, pg, arg);
+      i += n;
+    }
+  }
+  atomic_fetch_sub_explicit(&nm_segment_readers, 1, memory_order_release);
 }
 
 /* First run of n free slices in mask, or -1. */
@@ -145,6 +197,8 @@ static void nm_purge_runs(nm_heap_t *h, nm_segment_t *s, uint64_t mask) {
 
 void nm_segment_purge(nm_heap_t *h, unsigned keep, bool aged_only) {
   int saved = errno;
+  if (h->unmap_later != NULL && atomic_load_explicit(&nm_segment_readers, memory_order_seq_cst) == 0)
+    nm_segment_unmap_deferred(h);
   unsigned empty_kept = 0;
   nm_segment_t *s = h->segments;
   while (s != NULL) {

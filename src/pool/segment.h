@@ -28,6 +28,12 @@ void nm_segment_page_free(nm_heap_t *h, nm_page_t *pg);
  * aged_only: only slices that were dirty at the previous call already (so memory is purged
  * after one to two purge periods without reuse); the rest become aged. */
 void nm_segment_purge(nm_heap_t *h, unsigned keep, bool aged_only);
+/* Calls fn on each page of h's segments; any thread may call it, at any time (a signal
+ * handler included): no segment is unmapped while a walk runs, but pages change under
+ * it, so fn must read each field once, tolerate any value, and write nothing. */
+void nm_segment_foreach_page(nm_heap_t *h, void (*fn)(nm_heap_t *, nm_page_t *, void *), void *arg);
+/* In the child of fork: no walk is running any more. */
+void nm_segment_after_fork_child(void);
 /* Bytes of h's segments currently mapped. */
 size_t nm_segment_mapped_bytes(const nm_heap_t *h);
 

@@ -79,7 +79,7 @@ PROCESS_KEYS = ["bytes_in_use", "live_blocks", "allocs", "frees", "page_bytes", 
                 "mapped_bytes", "dirty_bytes", "purged_bytes", "segments_mapped",
                 "segments_unmapped", "rss_bytes", "threads", "heaps"]
 BUMP_KEYS = ["regions_live", "regions_pinned", "regions_made", "regions_recycled", "region_bytes"]
-CLASS_KEYS = ["class", "size"] + LINE_KEYS + ["pages", "capacity_blocks"]
+CLASS_KEYS = ["class", "size"] + LINE_KEYS + ["pages", "peak_page_bytes", "capacity_blocks"]
 BACKENDS = ["pool", "large", "bump", "system"]
 
 
@@ -224,6 +224,9 @@ def check_json(d, where, pid=None, quiescent=False):
         if c["live_blocks"] > c["capacity_blocks"]:
             problem(f"{where}: class {c['class']} ({c['size']} B): {c['live_blocks']} live blocks "
                     f"in pages holding {c['capacity_blocks']}")
+        if c["capacity_blocks"] * c["size"] > c["peak_page_bytes"]:
+            problem(f"{where}: class {c['class']} ({c['size']} B): its pages hold "
+                    f"{c['capacity_blocks']} blocks, more than its peak of {c['peak_page_bytes']} bytes")
     if p["page_bytes"] > p["page_bytes_peak"]:
         problem(f"{where}: page_bytes {p['page_bytes']} > page_bytes_peak {p['page_bytes_peak']}")
     if p["page_bytes"] > p["mapped_bytes"]:
@@ -307,8 +310,8 @@ TEXT_BUMP = re.compile(
     rf"  bump regions: (\d+) live \({SIZE}\), (\d+) pinned \(left behind by their thread, kept by "
     rf"live blocks: {SIZE}\), (\d+) made, (\d+) recycled whole")
 TEXT_CLASS_HEAD = ("  class     size        allocs         frees  remote frees        live      in use"
-                   "  pages  utilization")
-TEXT_CLASS = re.compile(rf" +(\d+) +({SIZE}) +(\d+) +(\d+) +(\d+) +(\d+) +({SIZE}) +(\d+) +(\d+%|-)")
+                   "  pages   peak pages  utilization")
+TEXT_CLASS = re.compile(rf" +(\d+) +({SIZE}) +(\d+) +(\d+) +(\d+) +(\d+) +({SIZE}) +(\d+) +({SIZE}) +(\d+%|-)")
 
 
 def text_line_re(name):

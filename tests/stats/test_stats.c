@@ -779,6 +779,7 @@ Test(format, prometheus_file) {
   }
   /* the child holds 40 blocks of malloc(1000): class 1024 (4 classes per doubling) */
   prom_expect(&run, text, "\nnebula_class_allocations_total{size=\"1024\"} ");
+  prom_expect(&run, text, "\nnebula_class_peak_page_bytes{size=\"1024\"} ");
   const char *lb = strstr(text, "\nnebula_class_live_blocks{size=\"1024\"} ");
   CHECK(&run, lb != NULL && strtoull(lb + 39, NULL, 10) >= 40,
         "nebula_class_live_blocks{size=\"1024\"} should count the 40 blocks of 1000 B the "

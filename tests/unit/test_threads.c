@@ -16,6 +16,8 @@
 
 #include "heap/alloc.h"
 #include "heap/introspect.h"
+#include "heap/router.h"
+#include "heap/stats.h"
 #include "nm_types.h"
 #include "pool/segmap.h"
 
@@ -354,4 +356,71 @@ Test(threads, concurrent_malloc_free_8_threads) {
   cr_assert_leq(t.heaps, MT_THREADS, "second generation: %zu heaps for %d threads", t.heaps, MT_THREADS);
   cr_assert_leq(t.page_bytes, 2 * before + ((size_t)4 << 20), "second generation grew the pool from %zu to %zu",
                 before, t.page_bytes);
+}
+
+/* Statistics read while the owners map and unmap segments: a reader walks every heap's
+ * pages without a lock, so segments must not be unmapped under it (nm_segment_foreach_page).
+ * Workers cycle 8 MiB of 48 KiB blocks (two segments and more) and trim after each cycle,
+ * which unmaps the emptied segments; a reader collects statistics all the while. Once the
+ * reader stops, the counts are exact. */
+#define SW_WORKERS 2
+#define SW_BLOCKS 170
+#define SW_SIZE (48u << 10)
+#define SW_CYCLES (40 / SCALE)
+static atomic_int sw_running;
+
+static void *sw_worker(void *arg) {
+  (void)arg;
+  void *blocks[SW_BLOCKS];
+  for (int cycle = 0; cycle < SW_CYCLES; cycle++) {
+    for (unsigned i = 0; i < SW_BLOCKS; i++) {
+      blocks[i] = nm_malloc(SW_SIZE);
+      if (blocks[i] == NULL) fail("worker: malloc failed in cycle %d", cycle);
+      else memset(blocks[i], 0x5a, 64);
+    }
+    for (unsigned i = 0; i < SW_BLOCKS; i++) nm_free(blocks[i]);
+    nm_trim(0);
+  }
+  atomic_fetch_sub(&sw_running, 1);
+  return NULL;
+}
+
+static void *sw_reader(void *arg) {
+  uint64_t *reads = arg;
+  nm_stats_t st;
+  while (atomic_load(&sw_running) > 0) {
+    nm_stats_collect(&st);
+    if (st.total.live > (uint64_t)SW_WORKERS * SW_BLOCKS + 64)
+      fail("read %llu live blocks, the workers never hold more than %u",
+           (unsigned long long)st.total.live, SW_WORKERS * SW_BLOCKS);
+    (*reads)++;
+  }
+  return NULL;
+}
+
+Test(threads, stats_read_while_segments_come_and_go) {
+  pthread_t w[SW_WORKERS], r;
+  uint64_t reads = 0;
+  nm_stats_t before;
+  nm_stats_collect(&before);
+  atomic_store(&sw_running, SW_WORKERS);
+  cr_assert_eq(pthread_create(&r, NULL, sw_reader, &reads), 0);
+  for (unsigned i = 0; i < SW_WORKERS; i++) cr_assert_eq(pthread_create(&w[i], NULL, sw_worker, NULL), 0);
+  for (unsigned i = 0; i < SW_WORKERS; i++) pthread_join(w[i], NULL);
+  pthread_join(r, NULL);
+  check_no_failures();
+  cr_assert_gt(reads, 0u, "the reader never ran");
+  nm_stats_t st;
+  nm_stats_collect(&st);
+  cr_assert_gt(st.segments_unmapped, before.segments_unmapped, "the workers unmapped no segment");
+  unsigned cls = nm_router_lookup(SW_SIZE);
+  nm_stats_line_t *l = &st.cls[cls];
+  cr_assert_eq(l->live, before.cls[cls].live, "class of %u B: %llu live blocks after everything was freed",
+               SW_SIZE, (unsigned long long)l->live);
+#if NM_COUNTERS
+  uint64_t want = before.cls[cls].allocs + (uint64_t)SW_WORKERS * SW_BLOCKS * SW_CYCLES;
+  cr_assert_eq(l->allocs, want, "class of %u B: %llu allocations counted, %llu made", SW_SIZE,
+               (unsigned long long)l->allocs, (unsigned long long)want);
+  cr_assert_eq(l->frees + l->remote_frees, want - before.cls[cls].live);
+#endif
 }
