@@ -42,8 +42,8 @@ run() {
     log "$name: BUILD FAILED (full log: $dir/sanitize-build.log)"
     return 1
   fi
-  log "$name: running the unit suite"
-  local args=(-C "$dir" --suite unit --print-errorlogs --no-rebuild)
+  log "$name: running the unit and lib suites"
+  local args=(-C "$dir" --suite unit --suite lib --print-errorlogs --no-rebuild)
   [ -n "$wrapper" ] && args+=(--wrapper "$wrapper")
   if meson test "${args[@]}"; then
     log "$name: clean"

@@ -376,10 +376,8 @@ static const char *value_end(cursor_t *c, const char *end) {
   }
 }
 
-size_t nm_config_parse(const char *text, nm_config_t *cfg, nm_config_problem_t *problems,
-                       size_t max_problems) {
-  nm_parse_ctx_t ctx = { .problems = problems, .max = problems ? max_problems : 0 };
-  if (!text || !cfg) return 0;
+void nm_config_foreach_item(const char *text, nm_item_fn fn, void *arg) {
+  if (!text) return;
   const char *end = text;
   while (*end) end++;
   cursor_t c = { text, end };
@@ -389,14 +387,31 @@ size_t nm_config_parse(const char *text, nm_config_t *cfg, nm_config_problem_t *
     if (item.n == 0) continue;
     size_t eq = nm_span_find(item, '=');
     if (eq == item.n) {
-      no_equals(&ctx, item);
+      fn(arg, item, eq, nm_span(item.p + item.n, 0));
       continue;
     }
     const char *vstart = item.p + eq + 1;
     const char *vend = value_end(&c, item.p + item.n);
     nm_span_t value = nm_span_trim(nm_span(vstart, (size_t)(vend - vstart)));
-    nm_span_t whole = nm_span(item.p, (size_t)(vend - item.p));
-    apply_item(&ctx, whole, eq, value, cfg);
+    fn(arg, nm_span(item.p, (size_t)(vend - item.p)), eq, value);
   }
-  return ctx.count;
+}
+
+typedef struct parse_arg_s {
+  nm_parse_ctx_t ctx;
+  nm_config_t *cfg;
+} parse_arg_t;
+
+static void parse_one(void *arg, nm_span_t item, size_t eq, nm_span_t value) {
+  parse_arg_t *a = arg;
+  if (eq == item.n) no_equals(&a->ctx, item);
+  else apply_item(&a->ctx, item, eq, value, a->cfg);
+}
+
+size_t nm_config_parse(const char *text, nm_config_t *cfg, nm_config_problem_t *problems,
+                       size_t max_problems) {
+  parse_arg_t a = { .ctx = { .problems = problems, .max = problems ? max_problems : 0 }, .cfg = cfg };
+  if (!text || !cfg) return 0;
+  nm_config_foreach_item(text, parse_one, &a);
+  return a.ctx.count;
 }

@@ -74,6 +74,12 @@ typedef struct nm_parse_ctx_s {
   nm_config_problem_t scratch;     /* where problems past max are formatted, then dropped */
 } nm_parse_ctx_t;
 
+/* Calls fn for each item of a config string: `key=value` with the value's continuations
+ * joined (item is the whole text, eq the index of '=' in it, value trimmed), or an item
+ * without '=' (eq == item.n, value empty). Empty items are skipped. */
+typedef void (*nm_item_fn)(void *arg, nm_span_t item, size_t eq, nm_span_t value);
+void nm_config_foreach_item(const char *text, nm_item_fn fn, void *arg);
+
 /* Starts a problem about `key` (as written; may be empty) and returns the buffer its message
  * goes to; finish it with nm_problem_end. */
 nm_buf_t nm_problem_begin(nm_parse_ctx_t *ctx, nm_span_t key);

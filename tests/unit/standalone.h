@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,7 +17,7 @@ typedef struct {
   const char *name;
   void (*fn)(void);
 } sa_test_t;
-static sa_test_t sa_tests[16];
+static sa_test_t sa_tests[64];
 static int sa_count;
 
 static void sa_fail(const char *file, int line, const char *expr, const char *fmt, ...) {
@@ -42,6 +43,13 @@ static void sa_fail(const char *file, int line, const char *expr, const char *fm
 #define cr_assert_gt(a, b, ...) cr_assert((a) > (b), __VA_ARGS__)
 #define cr_assert_leq(a, b, ...) cr_assert((a) <= (b), __VA_ARGS__)
 #define cr_assert_not_null(a, ...) cr_assert((a) != NULL, __VA_ARGS__)
+#define cr_assert_null(a, ...) cr_assert((a) == NULL, __VA_ARGS__)
+#define cr_assert_neq(a, b, ...) cr_assert((a) != (b), __VA_ARGS__)
+#define cr_assert_lt(a, b, ...) cr_assert((a) < (b), __VA_ARGS__)
+#define cr_assert_geq(a, b, ...) cr_assert((a) >= (b), __VA_ARGS__)
+#define cr_assert_not(cond, ...) cr_assert(!(cond), __VA_ARGS__)
+#define cr_assert_str_eq(a, b, ...) cr_assert(strcmp((a), (b)) == 0, __VA_ARGS__)
+#define cr_log_info(...) ((void)0)
 
 int main(void) {
   int failed = 0;

@@ -1,0 +1,452 @@
+/* The pool allocator: fixed-size blocks in mmap'd chunks, a lock-free free list.
+ *
+ * Blocks are named by a global index, chunk * block_count + slot, so the free list is a
+ * stack of 32-bit indices: the head is one 64-bit word {generation tag, index + 1} (0: the
+ * list is empty) and the link of each free block is kept outside the block, in its chunk's
+ * `next` array. Every successful compare-and-swap on the head bumps the tag, which makes
+ * the stack ABA-safe: a pop that read head (A, t) and next[A] = B cannot install B after
+ * A was popped and pushed back meanwhile, since the head is then (A, t' != t) (the 32-bit
+ * tag would have to wrap during one pop, 2^32 list operations, to be fooled).
+ *
+ * Each chunk also has an allocation bitmap (one atomic bit per block): free clears the bit
+ * with fetch_and and reports a double free if it was clear, so a block can never enter the
+ * list twice. Chunks are found through a fixed array that only grows (under a mutex), so
+ * readers need no lock. Links outside the blocks also keep the blocks whole for poisoning:
+ * a free block is never touched by the pool. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nebula/config.h>
+#include <nebula/pool.h>
+
+#include "lib/lib_internal.h"
+#include "lib/poison.h"
+#include "os/os.h"
+
+#define NM_POOL_MIN_ALIGN 8u                  /* ASan shadow granule: blocks never share one */
+#define NM_POOL_MAX_ALIGN ((size_t)1 << 20)
+#define NM_POOL_MAX_BLOCKS (UINT32_MAX - 1u)  /* index + 1 fits 32 bits, 0 is "none" */
+#define NM_POOL_FILL 0xDF
+
+typedef struct nm_pool_chunk {
+  uint8_t *base;
+  size_t mapped;                  /* bytes mapped (and reserved in the budget) */
+  _Atomic uint32_t *next;         /* per block: index + 1 of the next free block, 0: end */
+  _Atomic uint64_t *bits;         /* per block: 1 = allocated */
+} nm_pool_chunk_t;
+
+struct nebula_pool {
+  nebula_allocator_t base;
+  char name[32];
+  size_t stride, align;
+  uint32_t count;                 /* blocks per chunk */
+  uint32_t max_chunks;
+  size_t chunk_bytes;             /* count * stride */
+  _Atomic uint64_t head;          /* {tag << 32 | index + 1} */
+  _Atomic uint32_t nchunks;       /* chunks[0 .. nchunks) are published */
+  _Atomic size_t live, peak;      /* blocks; relaxed: statistics only */
+  nebula_budget_t *budget;
+  nebula_budget_t *own_budget;    /* created from a config string: destroyed with the pool */
+  bool grow, mark, fill;
+  pthread_mutex_t grow_lock;      /* growth only: alloc/free never take it */
+  _Atomic(nm_pool_chunk_t *) chunks[NEBULA_POOL_MAX_CHUNKS];
+};
+
+static const nebula_allocator_ops_t nm_pool_ops;
+
+/* ---- the free list -------------------------------------------------------------------------
+ * Ordering: a push writes the link (relaxed) and then publishes it with a release CAS on the
+ * head; a pop loads the head with acquire, so it sees that link and everything the freeing
+ * thread did to the block (the fill, the poisoning) before the block changes hands. The pop's
+ * CAS is acq_rel so later pops keep the chain (release sequence). The link is read before
+ * the pop's CAS is known to succeed: it may be stale (the block popped and reused since),
+ * which is harmless because it is atomic and the tag then makes the CAS fail. */
+
+static inline nm_pool_chunk_t *nm_pool_chunk_of(nebula_pool_t *p, uint32_t index) {
+  return atomic_load_explicit(&p->chunks[index / p->count], memory_order_acquire);
+}
+
+static inline _Atomic uint32_t *nm_pool_link(nebula_pool_t *p, uint32_t index) {
+  return &nm_pool_chunk_of(p, index)->next[index % p->count];
+}
+
+/* Pushes the chain first .. last (indices, already linked through `next`). */
+static void nm_pool_push(nebula_pool_t *p, uint32_t first, uint32_t last) {
+  _Atomic uint32_t *link = nm_pool_link(p, last);
+  uint64_t old = atomic_load_explicit(&p->head, memory_order_relaxed);
+  uint64_t new;
+  do {
+    atomic_store_explicit(link, (uint32_t)old, memory_order_relaxed);
+    new = ((old >> 32) + 1) << 32 | ((uint64_t)first + 1);
+  } while (!atomic_compare_exchange_weak_explicit(&p->head, &old, new, memory_order_release,
+                                                  memory_order_relaxed));
+}
+
+/* A free block's index, or UINT32_MAX when the list is empty. */
+static uint32_t nm_pool_pop(nebula_pool_t *p) {
+  uint64_t old = atomic_load_explicit(&p->head, memory_order_acquire);
+  for (;;) {
+    uint32_t top = (uint32_t)old;
+    if (top == 0) return UINT32_MAX;
+    uint32_t next = atomic_load_explicit(nm_pool_link(p, top - 1), memory_order_relaxed);
+    uint64_t new = ((old >> 32) + 1) << 32 | next;
+    if (atomic_compare_exchange_weak_explicit(&p->head, &old, new, memory_order_acq_rel,
+                                              memory_order_acquire))
+      return top - 1;
+  }
+}
+
+/* ---- chunks ------------------------------------------------------------------------------- */
+
+/* Maps chunk number n, or returns false with *why: NEBULA_ERR_BUDGET (recorded by the
+ * budget) or NEBULA_ERR_OUT_OF_MEMORY (for the caller to record). Its blocks are linked
+ * slot 0 -> 1 -> ... but not pushed; it is published in chunks[n]. */
+static bool nm_pool_chunk_new(nebula_pool_t *p, uint32_t n, nebula_error_code_t *why) {
+  size_t page = nm_os_page_size();
+  size_t mapped = (size_t)nm_lib_align_up(p->chunk_bytes, page);
+  if (p->budget != NULL && !nebula_budget_reserve(p->budget, mapped)) {
+    *why = NEBULA_ERR_BUDGET;
+    return false;
+  }
+  size_t words = ((size_t)p->count + 63) / 64;
+  nm_pool_chunk_t *c = malloc(sizeof *c + words * sizeof(uint64_t) + (size_t)p->count * sizeof(uint32_t));
+  void *mem = NULL;
+  if (c != NULL) mem = p->align > page ? nm_os_map_aligned(mapped, p->align) : nm_os_map(mapped);
+  if (mem == NULL) {
+    free(c);
+    if (p->budget != NULL) nebula_budget_release(p->budget, mapped);
+    *why = NEBULA_ERR_OUT_OF_MEMORY;
+    return false;
+  }
+  c->base = mem;
+  c->mapped = mapped;
+  c->bits = (_Atomic uint64_t *)(c + 1);
+  c->next = (_Atomic uint32_t *)(c->bits + words);
+  for (size_t i = 0; i < words; i++) atomic_init(&c->bits[i], 0);
+  uint32_t first = n * p->count;
+  for (uint32_t i = 0; i < p->count; i++)
+    atomic_init(&c->next[i], i + 1 < p->count ? first + i + 2 : 0);
+  if (p->mark) nm_lib_poison(mem, mapped);
+  atomic_store_explicit(&p->chunks[n], c, memory_order_release);
+  atomic_store_explicit(&p->nchunks, n + 1, memory_order_release);
+  return true;
+}
+
+static void *nm_pool_chunk_fail(nebula_pool_t *p, nebula_error_code_t why, const char *fn) {
+  if (why == NEBULA_ERR_BUDGET) return NULL;   /* as nebula_budget_reserve recorded it */
+  return nm_lib_fail(why, fn, &p->base, p->stride, p->align, NULL,
+                     "lower block_count, or raise the process's memory limits",
+                     "the OS refused a chunk of %zu bytes for pool '%s'", p->chunk_bytes, p->name);
+}
+
+/* The chunk holding ptr and the block's global index; false with the error recorded for a
+ * pointer outside the chunks or inside a block. A linear scan: pools have few chunks. */
+static bool nm_pool_find(nebula_pool_t *p, const void *ptr, const char *fn, bool record,
+                         nm_pool_chunk_t **out, uint32_t *index) {
+  uintptr_t v = (uintptr_t)ptr;
+  uint32_t n = atomic_load_explicit(&p->nchunks, memory_order_acquire);
+  for (uint32_t i = 0; i < n; i++) {
+    nm_pool_chunk_t *c = atomic_load_explicit(&p->chunks[i], memory_order_acquire);
+    uintptr_t b = (uintptr_t)c->base;
+    if (v < b || v - b >= p->chunk_bytes) continue;
+    size_t off = v - b, slot = off / p->stride, into = off % p->stride;
+    if (into != 0) {
+      if (record)
+        nm_lib_fail(NEBULA_ERR_INVALID_POINTER, fn, &p->base, 0, 0, (void *)ptr,
+                    "pass the pointer nebula_pool_alloc returned, not one inside the block",
+                    "interior pointer, %zu bytes into block %zu of pool '%s'", into,
+                    (size_t)i * p->count + slot, p->name);
+      return false;
+    }
+    *out = c;
+    *index = i * p->count + (uint32_t)slot;
+    return true;
+  }
+  if (record)
+    nm_lib_fail(NEBULA_ERR_INVALID_POINTER, fn, &p->base, 0, 0, (void *)ptr,
+                "pass a pointer this pool handed out (was it from another allocator?)",
+                "%p is not in any chunk of pool '%s'", ptr, p->name);
+  return false;
+}
+
+static inline bool nm_pool_is_allocated(nebula_pool_t *p, nm_pool_chunk_t *c, uint32_t index) {
+  uint32_t slot = index % p->count;
+  return atomic_load_explicit(&c->bits[slot / 64], memory_order_relaxed) & ((uint64_t)1 << (slot % 64));
+}
+
+static void nm_pool_chunk_free(nebula_pool_t *p, nm_pool_chunk_t *c) {
+  /* Unpoisoned first: a later mapping at this address must not inherit the shadow. */
+  if (p->mark) nm_lib_unpoison(c->base, c->mapped);
+  nm_os_unmap(c->base, c->mapped);
+  if (p->budget != NULL) nebula_budget_release(p->budget, c->mapped);
+  free(c);
+}
+
+/* ---- creation ----------------------------------------------------------------------------- */
+
+NEBULA_API nebula_pool_t *nebula_pool_create(const nebula_pool_options_t *options) {
+  static const char fn[] = "nebula_pool_create";
+  if (options == NULL)
+    return nm_lib_fail(NEBULA_ERR_INVALID_ARGUMENT, fn, NULL, 0, 0, NULL, "pass options with a block_size",
+                       "the options are NULL");
+  nebula_pool_options_t o = *options;
+  size_t align = o.alignment;
+  if (!nm_lib_align_ok(&align) || align > NM_POOL_MAX_ALIGN)
+    return nm_lib_fail(NEBULA_ERR_INVALID_ARGUMENT, fn, NULL, o.block_size, o.alignment, NULL,
+                       "use a power of two up to 1 MiB", "alignment %zu is not valid", o.alignment);
+  if (align < NM_POOL_MIN_ALIGN) align = NM_POOL_MIN_ALIGN;
+  if (o.block_size == 0 || o.block_count == 0 || o.block_count > NM_POOL_MAX_BLOCKS)
+    return nm_lib_fail(NEBULA_ERR_INVALID_ARGUMENT, fn, NULL, o.block_size, o.alignment, NULL,
+                       "give a block_size > 0 and a block_count from 1 to 2^32 - 2",
+                       "block_size %zu, block_count %zu", o.block_size, o.block_count);
+  size_t stride = o.block_size > SIZE_MAX - align ? 0 : (size_t)nm_lib_align_up(o.block_size, align);
+  size_t bytes;
+  if (stride == 0 || __builtin_mul_overflow(stride, o.block_count, &bytes) ||
+      bytes > SIZE_MAX - nm_os_page_size())
+    return nm_lib_fail(NEBULA_ERR_OVERFLOW, fn, NULL, o.block_size, o.alignment, NULL,
+                       "lower block_size or block_count", "%zu blocks of %zu bytes do not fit in a size_t",
+                       o.block_count, o.block_size);
+  nebula_pool_t *p = calloc(1, sizeof *p);
+  if (p == NULL)
+    return nm_lib_fail(NEBULA_ERR_OUT_OF_MEMORY, fn, NULL, sizeof *p, 0, NULL,
+                       "raise the process's memory limits", "malloc refused the pool's descriptor");
+  snprintf(p->name, sizeof p->name, "%s", o.name != NULL && o.name[0] ? o.name : "pool");
+  p->base.ops = &nm_pool_ops;
+  p->base.name = p->name;
+  p->stride = stride;
+  p->align = align;
+  p->count = (uint32_t)o.block_count;
+  p->chunk_bytes = bytes;
+  uint32_t limit = NM_POOL_MAX_BLOCKS / p->count;
+  p->max_chunks = limit < NEBULA_POOL_MAX_CHUNKS ? limit : NEBULA_POOL_MAX_CHUNKS;
+  p->grow = o.grow;
+  p->fill = o.poison;
+#ifdef NM_LIB_ASAN
+  p->mark = true;
+#else
+  p->mark = o.poison;
+#endif
+  p->budget = o.budget;
+  pthread_mutex_init(&p->grow_lock, NULL);
+  nebula_error_code_t why;
+  if (!nm_pool_chunk_new(p, 0, &why)) {
+    if (why != NEBULA_ERR_BUDGET)
+      nm_lib_fail(why, fn, NULL, bytes, align, NULL,
+                  "lower block_count, or raise the process's memory limits",
+                  "the OS refused the first chunk of %zu bytes", bytes);
+    pthread_mutex_destroy(&p->grow_lock);
+    free(p);
+    return NULL;
+  }
+  atomic_init(&p->head, 1);   /* tag 0, block 0: the chunk's chain */
+  return p;
+}
+
+NEBULA_API nebula_pool_t *nebula_pool_create_from_config(const char *text) {
+  nebula_config_t cfg;
+  nebula_config_production(&cfg);
+  nebula_config_problem_t problem;
+  if (text != NULL && nebula_config_parse(text, &cfg, &problem, 1) != 0) return NULL;   /* recorded */
+  nebula_budget_t *budget = NULL;
+  if (cfg.budget != 0) {
+    budget = nebula_budget_create(cfg.name[0] ? cfg.name : "pool", cfg.budget, NULL);
+    if (budget == NULL) return NULL;
+  }
+  nebula_pool_options_t o = {
+    .name = cfg.name, .block_size = cfg.block_size, .alignment = cfg.alignment,
+    .block_count = cfg.block_count, .grow = cfg.grow, .poison = cfg.poison, .budget = budget,
+  };
+  nebula_pool_t *p = nebula_pool_create(&o);
+  if (p == NULL) {
+    /* Keep the error of the failed creation, not the destroy's. */
+    nebula_error_t saved = *nebula_last_error();
+    nebula_budget_destroy(budget);
+    *nm_lib_error_slot() = saved;
+    return NULL;
+  }
+  p->own_budget = budget;
+  return p;
+}
+
+NEBULA_API void nebula_pool_destroy(nebula_pool_t *p) {
+  if (p == NULL) return;
+  uint32_t n = atomic_load_explicit(&p->nchunks, memory_order_acquire);
+  for (uint32_t i = 0; i < n; i++)
+    nm_pool_chunk_free(p, atomic_load_explicit(&p->chunks[i], memory_order_relaxed));
+  if (p->own_budget != NULL) nebula_budget_destroy(p->own_budget);
+  pthread_mutex_destroy(&p->grow_lock);
+  free(p);
+}
+
+/* ---- alloc / free ------------------------------------------------------------------------- */
+
+/* Maps one more chunk: keeps its first block for the caller, pushes the rest. The list is
+ * tried again under the lock first, as another thread may just have grown the pool. */
+static uint32_t nm_pool_grow(nebula_pool_t *p, const char *fn) {
+  pthread_mutex_lock(&p->grow_lock);
+  uint32_t index = nm_pool_pop(p);
+  if (index != UINT32_MAX) {
+    pthread_mutex_unlock(&p->grow_lock);
+    return index;
+  }
+  uint32_t n = atomic_load_explicit(&p->nchunks, memory_order_relaxed);
+  nebula_error_code_t why = NEBULA_ERR_CAPACITY;
+  if (n < p->max_chunks && nm_pool_chunk_new(p, n, &why)) {
+    index = n * p->count;
+    if (p->count > 1) nm_pool_push(p, index + 1, index + p->count - 1);
+  }
+  pthread_mutex_unlock(&p->grow_lock);
+  if (index != UINT32_MAX) return index;
+  if (why == NEBULA_ERR_CAPACITY)
+    nm_lib_fail(why, fn, &p->base, p->stride, p->align, NULL, "raise block_count, or lower the pool's use",
+                "pool '%s' reached its limit of %u chunks of %u blocks", p->name, p->max_chunks, p->count);
+  else
+    nm_pool_chunk_fail(p, why, fn);
+  return UINT32_MAX;
+}
+
+static void *nm_pool_alloc(nebula_pool_t *p, const char *fn) {
+  uint32_t index = nm_pool_pop(p);
+  if (NM_UNLIKELY(index == UINT32_MAX)) {
+    if (!p->grow)
+      return nm_lib_fail(NEBULA_ERR_CAPACITY, fn, &p->base, p->stride, p->align, NULL,
+                         "raise block_count, or create the pool with grow",
+                         "all %u blocks of pool '%s' are in use and it may not grow", p->count, p->name);
+    index = nm_pool_grow(p, fn);
+    if (index == UINT32_MAX) return NULL;
+  }
+  /* live before the bit: a free that sees the bit also sees the increment. */
+  size_t live = atomic_fetch_add_explicit(&p->live, 1, memory_order_relaxed) + 1;
+  size_t peak = atomic_load_explicit(&p->peak, memory_order_relaxed);
+  while (live > peak && !atomic_compare_exchange_weak_explicit(&p->peak, &peak, live, memory_order_relaxed,
+                                                               memory_order_relaxed)) {
+  }
+  nm_pool_chunk_t *c = nm_pool_chunk_of(p, index);
+  uint32_t slot = index % p->count;
+  atomic_fetch_or_explicit(&c->bits[slot / 64], (uint64_t)1 << (slot % 64), memory_order_acq_rel);
+  uint8_t *block = c->base + (size_t)slot * p->stride;
+  if (p->mark) nm_lib_unpoison(block, p->stride);
+  return block;
+}
+
+static bool nm_pool_free(nebula_pool_t *p, void *block, const char *fn) {
+  nm_pool_chunk_t *c;
+  uint32_t index;
+  if (!nm_pool_find(p, block, fn, true, &c, &index)) return false;
+  uint32_t slot = index % p->count;
+  uint64_t bit = (uint64_t)1 << (slot % 64);
+  uint64_t was = atomic_fetch_and_explicit(&c->bits[slot / 64], ~bit, memory_order_acq_rel);
+  if (!(was & bit)) {
+    nm_lib_fail(NEBULA_ERR_DOUBLE_FREE, fn, &p->base, 0, 0, block, "free each block once",
+                "block %u of pool '%s' is already free", index, p->name);
+    return false;
+  }
+  if (p->fill) memset(block, NM_POOL_FILL, p->stride);
+  if (p->mark) nm_lib_poison(block, p->stride);
+  atomic_fetch_sub_explicit(&p->live, 1, memory_order_relaxed);
+  nm_pool_push(p, index, index);
+  return true;
+}
+
+NEBULA_API void *nebula_pool_alloc(nebula_pool_t *p) {
+  if (p == NULL)
+    return nm_lib_fail(NEBULA_ERR_INVALID_ARGUMENT, "nebula_pool_alloc", NULL, 0, 0, NULL, "pass a pool",
+                       "the pool is NULL");
+  return nm_pool_alloc(p, "nebula_pool_alloc");
+}
+
+NEBULA_API bool nebula_pool_free(nebula_pool_t *p, void *block) {
+  if (block == NULL) return true;
+  if (p == NULL) {
+    nm_lib_fail(NEBULA_ERR_INVALID_ARGUMENT, "nebula_pool_free", NULL, 0, 0, block,
+                "pass the pool block came from", "the pool is NULL");
+    return false;
+  }
+  return nm_pool_free(p, block, "nebula_pool_free");
+}
+
+NEBULA_API size_t nebula_pool_block_size(const nebula_pool_t *p) { return p == NULL ? 0 : p->stride; }
+
+NEBULA_API void nebula_pool_state(nebula_pool_t *p, nebula_allocator_state_t *out) {
+  memset(out, 0, sizeof *out);
+  if (p == NULL) return;
+  size_t chunks = atomic_load_explicit(&p->nchunks, memory_order_acquire);
+  size_t live = atomic_load_explicit(&p->live, memory_order_relaxed);
+  size_t peak = atomic_load_explicit(&p->peak, memory_order_relaxed);
+  out->capacity = chunks * p->chunk_bytes;
+  out->used = live * p->stride;
+  if (out->used > out->capacity) out->used = out->capacity;   /* a racy snapshot */
+  out->available = out->capacity - out->used;
+  out->peak = (peak > live ? peak : live) * p->stride;
+  out->allocations = live;
+  out->utilization = out->capacity ? (double)out->used / (double)out->capacity : 0.0;
+}
+
+/* ---- the common interface ----------------------------------------------------------------- */
+
+static void *nm_pool_op_allocate(nebula_allocator_t *a, size_t size, size_t align) {
+  nebula_pool_t *p = (nebula_pool_t *)a;
+  if (!nm_lib_align_ok(&align))
+    return nm_lib_fail(NEBULA_ERR_INVALID_ARGUMENT, "nebula_allocate", a, size, align, NULL,
+                       "use a power of two", "alignment %zu is not a power of two", align);
+  if (size > p->stride || align > p->align)
+    return nm_lib_fail(NEBULA_ERR_INVALID_ARGUMENT, "nebula_allocate", a, size, align, NULL,
+                       "use a pool with bigger blocks, or another allocator for this request",
+                       "pool '%s' serves up to %zu bytes aligned to %zu", p->name, p->stride, p->align);
+  return nm_pool_alloc(p, "nebula_allocate");
+}
+
+static bool nm_pool_op_deallocate(nebula_allocator_t *a, void *ptr) {
+  if (ptr == NULL) return true;
+  return nm_pool_free((nebula_pool_t *)a, ptr, "nebula_deallocate");
+}
+
+static void *nm_pool_op_reallocate(nebula_allocator_t *a, void *ptr, size_t size, size_t align) {
+  nebula_pool_t *p = (nebula_pool_t *)a;
+  if (ptr == NULL) return nm_pool_op_allocate(a, size, align);
+  if (!nm_lib_align_ok(&align))
+    return nm_lib_fail(NEBULA_ERR_INVALID_ARGUMENT, "nebula_reallocate", a, size, align, ptr,
+                       "use a power of two", "alignment %zu is not a power of two", align);
+  nm_pool_chunk_t *c;
+  uint32_t index;
+  if (!nm_pool_find(p, ptr, "nebula_reallocate", true, &c, &index)) return NULL;
+  if (!nm_pool_is_allocated(p, c, index))
+    return nm_lib_fail(NEBULA_ERR_INVALID_POINTER, "nebula_reallocate", a, size, align, ptr,
+                       "resize only blocks that are allocated", "block %u of pool '%s' is free", index,
+                       p->name);
+  if (size > p->stride || align > p->align)
+    return nm_lib_fail(NEBULA_ERR_UNSUPPORTED, "nebula_reallocate", a, size, align, ptr,
+                       "copy the data to another allocator's block",
+                       "pool '%s' blocks hold %zu bytes aligned to %zu: they cannot grow", p->name, p->stride,
+                       p->align);
+  return ptr;
+}
+
+static size_t nm_pool_op_usable(nebula_allocator_t *a, const void *ptr) {
+  nebula_pool_t *p = (nebula_pool_t *)a;
+  nm_pool_chunk_t *c;
+  uint32_t index;
+  if (!nm_pool_find(p, ptr, "nebula_usable_size", false, &c, &index)) return 0;
+  return nm_pool_is_allocated(p, c, index) ? p->stride : 0;
+}
+
+static void nm_pool_op_state(nebula_allocator_t *a, nebula_allocator_state_t *out) {
+  nebula_pool_state((nebula_pool_t *)a, out);
+}
+
+static void nm_pool_op_destroy(nebula_allocator_t *a) { nebula_pool_destroy((nebula_pool_t *)a); }
+
+static const nebula_allocator_ops_t nm_pool_ops = {
+  .allocate = nm_pool_op_allocate,
+  .deallocate = nm_pool_op_deallocate,
+  .reallocate = nm_pool_op_reallocate,
+  .usable_size = nm_pool_op_usable,
+  .state = nm_pool_op_state,
+  .destroy = nm_pool_op_destroy,
+};
+
+NEBULA_API nebula_allocator_t *nebula_pool_allocator(nebula_pool_t *p) { return p == NULL ? NULL : &p->base; }
