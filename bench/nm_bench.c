@@ -32,6 +32,8 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench_common.h"
+
 /* The compiler must assume p's memory is read by someone. */
 #define ESCAPE(p) __asm__ volatile("" : : "r"(p) : "memory")
 
@@ -48,26 +50,6 @@ static void *xmalloc(size_t n) {
     return p;
 }
 
-static double clock_s(clockid_t id) {
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* One end of the measured part: wall clock, CPU time of all threads, and how often the
- * kernel took the CPU away (involuntary context switches: other load on the machine). */
-typedef struct {
-    double wall, cpu;
-    long preempt;
-} mark_t;
-
-static mark_t mark(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    mark_t m = {clock_s(CLOCK_MONOTONIC), clock_s(CLOCK_PROCESS_CPUTIME_ID), ru.ru_nivcsw};
-    return m;
-}
-
 /* Peak RSS of this process image in KiB (VmHWM), or -1. Called after the measurement, so
  * stdio's own malloc does not matter. */
 static long vm_hwm_kb(void) {
@@ -79,19 +61,6 @@ static long vm_hwm_kb(void) {
         if (strncmp(line, "VmHWM:", 6) == 0) { kb = strtol(line + 6, NULL, 10); break; }
     fclose(f);
     return kb;
-}
-
-/* xorshift64*: small, fast, and the same sequence for every allocator. */
-typedef struct { uint64_t s; } rng_t;
-static inline uint64_t rng_next(rng_t *r) {
-    uint64_t x = r->s;
-    x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
-    r->s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-/* Uniform in [lo, hi]. */
-static inline size_t rng_range(rng_t *r, size_t lo, size_t hi) {
-    return lo + (size_t)(rng_next(r) % (uint64_t)(hi - lo + 1));
 }
 
 /* Write one byte per 4 KiB page and the last byte, so the block is really resident (and

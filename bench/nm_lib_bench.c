@@ -22,42 +22,11 @@
 #include <nebula/pool.h>
 #include <nebula/stack.h>
 
+#include "bench_common.h"
+
 static void die(const char *what) {
   fprintf(stderr, "nm_lib_bench: %s\n", what);
   exit(2);
-}
-
-static double clock_s(clockid_t id) {
-  struct timespec ts;
-  clock_gettime(id, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-typedef struct {
-  double wall, cpu;
-  long preempt;
-} mark_t;
-
-static mark_t mark(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  mark_t m = {clock_s(CLOCK_MONOTONIC), clock_s(CLOCK_PROCESS_CPUTIME_ID), ru.ru_nivcsw};
-  return m;
-}
-
-typedef struct {
-  uint64_t s;
-} rng_t;
-static inline uint64_t rng_next(rng_t *r) {
-  uint64_t x = r->s;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  r->s = x;
-  return x * 0x2545F4914F6CDD1DULL;
-}
-static inline size_t rng_range(rng_t *r, size_t lo, size_t hi) {
-  return lo + (size_t)(rng_next(r) % (uint64_t)(hi - lo + 1));
 }
 
 /* A write the compiler cannot drop, and a read back: an object is used, not just made. */

@@ -224,24 +224,15 @@ NEBULA_API nebula_bump_t *nebula_bump_create(const nebula_bump_options_t *option
 
 NEBULA_API nebula_bump_t *nebula_bump_create_from_config(const char *text) {
   nebula_config_t cfg;
-  nebula_config_production(&cfg);
-  nebula_config_problem_t problem;
-  if (text != NULL && nebula_config_parse(text, &cfg, &problem, 1) != 0) return NULL;   /* recorded */
-  nebula_budget_t *budget = NULL;
-  if (cfg.budget != 0) {
-    budget = nebula_budget_create(cfg.name[0] ? cfg.name : "bump", cfg.budget, NULL);
-    if (budget == NULL) return NULL;
-  }
+  nebula_budget_t *budget;
+  if (!nm_lib_config_load(text, "bump", &cfg, &budget)) return NULL;
   nebula_bump_options_t o = {
     .name = cfg.name, .capacity = cfg.capacity, .alignment = cfg.alignment, .grow = cfg.grow,
     .thread_safe = cfg.thread_safe, .poison = cfg.poison, .budget = budget,
   };
   nebula_bump_t *b = nebula_bump_create(&o);
   if (b == NULL) {
-    /* Keep the error of the failed creation, not the destroy's. */
-    nebula_error_t saved = *nebula_last_error();
-    nebula_budget_destroy(budget);
-    *nm_lib_error_slot() = saved;
+    nm_lib_config_unload(budget);
     return NULL;
   }
   b->own_budget = budget;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <nebula/budget.h>
 #include <nebula/config.h>
 
 #include "config/config.h"
@@ -243,4 +244,22 @@ NEBULA_API size_t nebula_config_validate(const nebula_config_t *cfg, nebula_conf
     for (size_t i = 0; i < n && i < 8; i++) nm_lib_problem(&p, nm_cstr(found[i].key), "%s", found[i].message);
   }
   return nm_lib_finish(&p, "nebula_config_validate");
+}
+
+bool nm_lib_config_load(const char *text, const char *kind, nebula_config_t *cfg, nebula_budget_t **budget) {
+  nebula_config_production(cfg);
+  *budget = NULL;
+  nebula_config_problem_t problem;
+  if (text != NULL && nebula_config_parse(text, cfg, &problem, 1) != 0) return false;   /* recorded */
+  if (cfg->budget != 0) {
+    *budget = nebula_budget_create(cfg->name[0] ? cfg->name : kind, cfg->budget, NULL);
+    if (*budget == NULL) return false;
+  }
+  return true;
+}
+
+void nm_lib_config_unload(nebula_budget_t *budget) {
+  nebula_error_t saved = *nebula_last_error();
+  nebula_budget_destroy(budget);
+  *nm_lib_error_slot() = saved;
 }

@@ -8,9 +8,13 @@
  * A was popped and pushed back meanwhile, since the head is then (A, t' != t) (the 32-bit
  * tag would have to wrap during one pop, 2^32 list operations, to be fooled).
  *
- * Each chunk also has an allocation bitmap (one atomic bit per block): free clears the bit
- * with fetch_and and reports a double free if it was clear, so a block can never enter the
- * list twice. Chunks are found through a fixed array that only grows (under a mutex), so
+ * Each chunk also has an allocation byte per block: alloc sets it with a plain (atomic)
+ * store, free clears it with an exchange and reports a double free if it was clear, so a
+ * block can never enter the list twice. A pair costs three locked instructions (the two
+ * CASes on the head and the exchange): the live count is not kept, it is counted from the
+ * bytes when asked, and the peak is the highest block ever handed out (the list is LIFO and
+ * fresh blocks are chained in index order, so a fresh block is popped only when every block
+ * used before is live: the blocks ever used are exactly the peak). Chunks are found through a fixed array that only grows (under a mutex), so
  * readers need no lock. Links outside the blocks also keep the blocks whole for poisoning:
  * a free block is never touched by the pool. */
 #include <pthread.h>
@@ -36,7 +40,7 @@ typedef struct nm_pool_chunk {
   uint8_t *base;
   size_t mapped;                  /* bytes mapped (and reserved in the budget) */
   _Atomic uint32_t *next;         /* per block: index + 1 of the next free block, 0: end */
-  _Atomic uint64_t *bits;         /* per block: 1 = allocated */
+  _Atomic uint8_t *state;         /* per block: 1 = allocated */
 } nm_pool_chunk_t;
 
 struct nebula_pool {
@@ -48,7 +52,7 @@ struct nebula_pool {
   size_t chunk_bytes;             /* count * stride */
   _Atomic uint64_t head;          /* {tag << 32 | index + 1} */
   _Atomic uint32_t nchunks;       /* chunks[0 .. nchunks) are published */
-  _Atomic size_t live, peak;      /* blocks; relaxed: statistics only */
+  _Atomic uint32_t fresh;         /* blocks ever handed out: index + 1 of the highest (the peak) */
   nebula_budget_t *budget;
   nebula_budget_t *own_budget;    /* created from a config string: destroyed with the pool */
   bool grow, mark, fill;
@@ -112,8 +116,7 @@ static bool nm_pool_chunk_new(nebula_pool_t *p, uint32_t n, nebula_error_code_t 
     *why = NEBULA_ERR_BUDGET;
     return false;
   }
-  size_t words = ((size_t)p->count + 63) / 64;
-  nm_pool_chunk_t *c = malloc(sizeof *c + words * sizeof(uint64_t) + (size_t)p->count * sizeof(uint32_t));
+  nm_pool_chunk_t *c = malloc(sizeof *c + (size_t)p->count * (sizeof(uint32_t) + 1));
   void *mem = NULL;
   if (c != NULL) mem = p->align > page ? nm_os_map_aligned(mapped, p->align) : nm_os_map(mapped);
   if (mem == NULL) {
@@ -124,9 +127,9 @@ static bool nm_pool_chunk_new(nebula_pool_t *p, uint32_t n, nebula_error_code_t 
   }
   c->base = mem;
   c->mapped = mapped;
-  c->bits = (_Atomic uint64_t *)(c + 1);
-  c->next = (_Atomic uint32_t *)(c->bits + words);
-  for (size_t i = 0; i < words; i++) atomic_init(&c->bits[i], 0);
+  c->next = (_Atomic uint32_t *)(c + 1);
+  c->state = (_Atomic uint8_t *)(c->next + p->count);
+  for (uint32_t i = 0; i < p->count; i++) atomic_init(&c->state[i], 0);
   uint32_t first = n * p->count;
   for (uint32_t i = 0; i < p->count; i++)
     atomic_init(&c->next[i], i + 1 < p->count ? first + i + 2 : 0);
@@ -175,7 +178,7 @@ static bool nm_pool_find(nebula_pool_t *p, const void *ptr, const char *fn, bool
 
 static inline bool nm_pool_is_allocated(nebula_pool_t *p, nm_pool_chunk_t *c, uint32_t index) {
   uint32_t slot = index % p->count;
-  return atomic_load_explicit(&c->bits[slot / 64], memory_order_relaxed) & ((uint64_t)1 << (slot % 64));
+  return atomic_load_explicit(&c->state[slot], memory_order_relaxed) != 0;
 }
 
 static void nm_pool_chunk_free(nebula_pool_t *p, nm_pool_chunk_t *c) {
@@ -248,24 +251,15 @@ NEBULA_API nebula_pool_t *nebula_pool_create(const nebula_pool_options_t *option
 
 NEBULA_API nebula_pool_t *nebula_pool_create_from_config(const char *text) {
   nebula_config_t cfg;
-  nebula_config_production(&cfg);
-  nebula_config_problem_t problem;
-  if (text != NULL && nebula_config_parse(text, &cfg, &problem, 1) != 0) return NULL;   /* recorded */
-  nebula_budget_t *budget = NULL;
-  if (cfg.budget != 0) {
-    budget = nebula_budget_create(cfg.name[0] ? cfg.name : "pool", cfg.budget, NULL);
-    if (budget == NULL) return NULL;
-  }
+  nebula_budget_t *budget;
+  if (!nm_lib_config_load(text, "pool", &cfg, &budget)) return NULL;
   nebula_pool_options_t o = {
     .name = cfg.name, .block_size = cfg.block_size, .alignment = cfg.alignment,
     .block_count = cfg.block_count, .grow = cfg.grow, .poison = cfg.poison, .budget = budget,
   };
   nebula_pool_t *p = nebula_pool_create(&o);
   if (p == NULL) {
-    /* Keep the error of the failed creation, not the destroy's. */
-    nebula_error_t saved = *nebula_last_error();
-    nebula_budget_destroy(budget);
-    *nm_lib_error_slot() = saved;
+    nm_lib_config_unload(budget);
     return NULL;
   }
   p->own_budget = budget;
@@ -319,15 +313,14 @@ static void *nm_pool_alloc(nebula_pool_t *p, const char *fn) {
     index = nm_pool_grow(p, fn);
     if (index == UINT32_MAX) return NULL;
   }
-  /* live before the bit: a free that sees the bit also sees the increment. */
-  size_t live = atomic_fetch_add_explicit(&p->live, 1, memory_order_relaxed) + 1;
-  size_t peak = atomic_load_explicit(&p->peak, memory_order_relaxed);
-  while (live > peak && !atomic_compare_exchange_weak_explicit(&p->peak, &peak, live, memory_order_relaxed,
-                                                               memory_order_relaxed)) {
+  uint32_t fresh = atomic_load_explicit(&p->fresh, memory_order_relaxed);
+  while (NM_UNLIKELY(index >= fresh) &&
+         !atomic_compare_exchange_weak_explicit(&p->fresh, &fresh, index + 1, memory_order_relaxed,
+                                                memory_order_relaxed)) {
   }
   nm_pool_chunk_t *c = nm_pool_chunk_of(p, index);
   uint32_t slot = index % p->count;
-  atomic_fetch_or_explicit(&c->bits[slot / 64], (uint64_t)1 << (slot % 64), memory_order_acq_rel);
+  atomic_store_explicit(&c->state[slot], 1, memory_order_release);
   uint8_t *block = c->base + (size_t)slot * p->stride;
   if (p->mark) nm_lib_unpoison(block, p->stride);
   return block;
@@ -338,16 +331,13 @@ static bool nm_pool_free(nebula_pool_t *p, void *block, const char *fn) {
   uint32_t index;
   if (!nm_pool_find(p, block, fn, true, &c, &index)) return false;
   uint32_t slot = index % p->count;
-  uint64_t bit = (uint64_t)1 << (slot % 64);
-  uint64_t was = atomic_fetch_and_explicit(&c->bits[slot / 64], ~bit, memory_order_acq_rel);
-  if (!(was & bit)) {
+  if (atomic_exchange_explicit(&c->state[slot], 0, memory_order_acq_rel) == 0) {
     nm_lib_fail(NEBULA_ERR_DOUBLE_FREE, fn, &p->base, 0, 0, block, "free each block once",
                 "block %u of pool '%s' is already free", index, p->name);
     return false;
   }
   if (p->fill) memset(block, NM_POOL_FILL, p->stride);
   if (p->mark) nm_lib_poison(block, p->stride);
-  atomic_fetch_sub_explicit(&p->live, 1, memory_order_relaxed);
   nm_pool_push(p, index, index);
   return true;
 }
@@ -375,8 +365,12 @@ NEBULA_API void nebula_pool_state(nebula_pool_t *p, nebula_allocator_state_t *ou
   memset(out, 0, sizeof *out);
   if (p == NULL) return;
   size_t chunks = atomic_load_explicit(&p->nchunks, memory_order_acquire);
-  size_t live = atomic_load_explicit(&p->live, memory_order_relaxed);
-  size_t peak = atomic_load_explicit(&p->peak, memory_order_relaxed);
+  size_t live = 0;
+  for (size_t i = 0; i < chunks; i++) {
+    nm_pool_chunk_t *c = atomic_load_explicit(&p->chunks[i], memory_order_acquire);
+    for (uint32_t k = 0; k < p->count; k++) live += atomic_load_explicit(&c->state[k], memory_order_relaxed);
+  }
+  size_t peak = atomic_load_explicit(&p->fresh, memory_order_relaxed);
   out->capacity = chunks * p->chunk_bytes;
   out->used = live * p->stride;
   if (out->used > out->capacity) out->used = out->capacity;   /* a racy snapshot */

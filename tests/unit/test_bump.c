@@ -28,6 +28,7 @@
  * (arrays of pointers) uses the C library's malloc, which is glibc here (no preload), so
  * the nebula totals count only the blocks under test. */
 #include <criterion/criterion.h>
+#include "thread_checks.h"
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdarg.h>
@@ -137,23 +138,6 @@ static bool tag_ok(const void *p, size_t n) {
   return t->size == n && verify((const uint8_t *)p + sizeof *t, n - sizeof *t, t->seed) == n - sizeof *t;
 }
 
-/* Failures seen on other threads: Criterion's assertions belong to the test's thread. */
-static atomic_int failures;
-static char first_failure[256];
-
-__attribute__((format(printf, 1, 2))) static void fail(const char *fmt, ...) {
-  if (atomic_fetch_add(&failures, 1) == 0) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(first_failure, sizeof first_failure, fmt, ap);
-    va_end(ap);
-  }
-}
-
-static void check_no_failures(void) {
-  cr_assert_eq(atomic_load(&failures), 0, "%d failure(s) in threads, first: %s", atomic_load(&failures),
-               first_failure);
-}
 
 static int by_address(const void *a, const void *b) {
   uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;

@@ -4,6 +4,7 @@
 #else
 #include "standalone.h"
 #endif
+#include "thread_checks.h"
 #include <pthread.h>
 #include <sched.h>
 #include <semaphore.h>
@@ -21,36 +22,7 @@
 #include "nm_types.h"
 #include "pool/segmap.h"
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define NM_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define NM_SANITIZED 1
-#endif
-#endif
-#ifdef NM_SANITIZED
-#define SCALE 4   /* sanitizers slow everything down: do less work, same checks */
-#else
-#define SCALE 1
-#endif
 
-/* Failures seen on other threads: Criterion's assertions belong to the test's thread. */
-static atomic_int failures;
-static char first_failure[256];
-
-__attribute__((format(printf, 1, 2))) static void fail(const char *fmt, ...) {
-  if (atomic_fetch_add(&failures, 1) == 0) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(first_failure, sizeof first_failure, fmt, ap);
-    va_end(ap);
-  }
-}
-
-static void check_no_failures(void) {
-  cr_assert_eq(atomic_load(&failures), 0, "%d failure(s) in threads, first: %s", atomic_load(&failures),
-               first_failure);
-}
 
 static nm_totals_t totals(void) {
   nm_totals_t t;
