@@ -14,15 +14,28 @@
  * CASes on the head and the exchange): the live count is not kept, it is counted from the
  * bytes when asked, and the peak is the highest block ever handed out (the list is LIFO and
  * fresh blocks are chained in index order, so a fresh block is popped only when every block
- * used before is live: the blocks ever used are exactly the peak). Chunks are found through a fixed array that only grows (under a mutex), so
+ * used before is live: the blocks ever used are exactly the peak).
+ *
+ * A growing pool also keeps a magazine per thread (up to NM_POOL_MAG block indices, in a
+ * slot of the pool claimed by the thread's id): alloc pops from it and free pushes to it
+ * without touching the shared head; a refill takes half a magazine from the list with one
+ * CAS and an overflow gives half back as one chain. The slot lives in the pool, so a
+ * destroyed pool takes its magazines with it; a thread remembers only the last pool's id
+ * (ids are never reused) and slot. A fixed-size pool has no magazines: its capacity stays
+ * exact for every thread. A thread that exits leaves its magazine to the next thread that
+ * gets the same id; until then those blocks are free but unused (at most NM_POOL_MAG per
+ * exited thread, and the pool grows instead). Chunks are found through a fixed array that only grows (under a mutex), so
  * readers need no lock. Links outside the blocks also keep the blocks whole for poisoning:
  * a free block is never touched by the pool. */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <nebula/config.h>
 #include <nebula/pool.h>
@@ -35,6 +48,22 @@
 #define NM_POOL_MAX_ALIGN ((size_t)1 << 20)
 #define NM_POOL_MAX_BLOCKS (UINT32_MAX - 1u)  /* index + 1 fits 32 bits, 0 is "none" */
 #define NM_POOL_FILL 0xDF
+#define NM_POOL_MAG 64u                       /* blocks a thread keeps for itself */
+#define NM_POOL_SLOTS 64u                     /* threads with a magazine in one pool */
+
+typedef struct nm_pool_mag {
+  _Alignas(64) _Atomic pid_t owner;           /* thread id; 0: free */
+  _Atomic uint32_t n;                         /* written by the owner with release: a sweeper
+                                                 that reads it after the owner exited sees idx */
+  uint32_t idx[NM_POOL_MAG];
+} nm_pool_mag_t;
+
+static _Atomic uint64_t nm_pool_ids;
+static __thread struct {
+  uint64_t id;                                /* the pool this thread used last (0: none) */
+  nm_pool_mag_t *mag;                         /* its magazine there (NULL: none) */
+} nm_pool_last;
+static __thread pid_t nm_pool_tid;
 
 typedef struct nm_pool_chunk {
   uint8_t *base;
@@ -57,6 +86,8 @@ struct nebula_pool {
   nebula_budget_t *own_budget;    /* created from a config string: destroyed with the pool */
   bool grow, mark, fill;
   pthread_mutex_t grow_lock;      /* growth only: alloc/free never take it */
+  uint64_t id;                    /* unique for the process's lifetime */
+  nm_pool_mag_t *mags;            /* NM_POOL_SLOTS magazines; NULL for a fixed-size pool */
   _Atomic(nm_pool_chunk_t *) chunks[NEBULA_POOL_MAX_CHUNKS];
 };
 
@@ -102,6 +133,91 @@ static uint32_t nm_pool_pop(nebula_pool_t *p) {
                                               memory_order_acquire))
       return top - 1;
   }
+}
+
+/* Pops up to want blocks in one CAS (a walk of the links from the head: if the head's tag is
+ * unchanged at the CAS, nobody popped or pushed meanwhile, so the walk saw a real chain). */
+static uint32_t nm_pool_pop_many(nebula_pool_t *p, uint32_t *out, uint32_t want) {
+  uint64_t old = atomic_load_explicit(&p->head, memory_order_acquire);
+  for (;;) {
+    uint32_t k = 0, cur = (uint32_t)old;
+    while (k < want && cur != 0) {
+      out[k++] = cur - 1;
+      cur = atomic_load_explicit(nm_pool_link(p, cur - 1), memory_order_relaxed);
+    }
+    if (k == 0) return 0;
+    uint64_t new = ((old >> 32) + 1) << 32 | cur;
+    if (atomic_compare_exchange_weak_explicit(&p->head, &old, new, memory_order_acq_rel,
+                                              memory_order_acquire))
+      return k;
+  }
+}
+
+/* Pushes idx[0 .. n) as one chain. */
+static void nm_pool_push_many(nebula_pool_t *p, const uint32_t *idx, uint32_t n) {
+  for (uint32_t i = 0; i + 1 < n; i++)
+    atomic_store_explicit(nm_pool_link(p, idx[i]), idx[i + 1] + 1, memory_order_relaxed);
+  nm_pool_push(p, idx[0], idx[n - 1]);
+}
+
+/* ---- magazines ---------------------------------------------------------------------------- */
+
+#define NM_POOL_SWEEPING ((pid_t)-1)
+
+static bool nm_pool_thread_gone(pid_t tid) {
+  return syscall(SYS_tgkill, getpid(), tid, 0) != 0 && errno == ESRCH;
+}
+
+/* Gives the magazines of threads that have exited back to the list and frees their slots.
+ * A slot is taken over with a CAS to NM_POOL_SWEEPING first, so a new thread that got the
+ * same id cannot start using it meanwhile. Returns how many blocks came back. */
+static uint32_t nm_pool_sweep(nebula_pool_t *p) {
+  uint32_t back = 0;
+  if (p->mags == NULL) return 0;
+  int saved = errno;
+  for (unsigned i = 0; i < NM_POOL_SLOTS; i++) {
+    nm_pool_mag_t *m = &p->mags[i];
+    pid_t o = atomic_load_explicit(&m->owner, memory_order_acquire);
+    if (o == 0 || o == NM_POOL_SWEEPING || o == nm_pool_tid || !nm_pool_thread_gone(o)) continue;
+    if (!atomic_compare_exchange_strong_explicit(&m->owner, &o, NM_POOL_SWEEPING, memory_order_acq_rel,
+                                                 memory_order_relaxed))
+      continue;
+    uint32_t n = atomic_load_explicit(&m->n, memory_order_acquire);
+    if (n > 0) nm_pool_push_many(p, m->idx, n);
+    back += n;
+    atomic_store_explicit(&m->n, 0, memory_order_relaxed);
+    atomic_store_explicit(&m->owner, 0, memory_order_release);
+  }
+  errno = saved;
+  return back;
+}
+
+static NM_NOINLINE nm_pool_mag_t *nm_pool_mag_claim(nebula_pool_t *p) {
+  nm_pool_mag_t *found = NULL;
+  if (p->mags != NULL) {
+    if (nm_pool_tid == 0) nm_pool_tid = (pid_t)syscall(SYS_gettid);
+    pid_t me = nm_pool_tid;
+    for (unsigned i = 0; i < NM_POOL_SLOTS && !found; i++)
+      if (atomic_load_explicit(&p->mags[i].owner, memory_order_acquire) == me) found = &p->mags[i];
+    for (int pass = 0; pass < 2 && !found; pass++) {
+      if (pass == 1) nm_pool_sweep(p);   /* every slot taken: free those of exited threads */
+      for (unsigned i = 0; i < NM_POOL_SLOTS && !found; i++) {
+        pid_t none = 0;
+        if (atomic_compare_exchange_strong_explicit(&p->mags[i].owner, &none, me, memory_order_acq_rel,
+                                                    memory_order_relaxed))
+          found = &p->mags[i];
+      }
+    }
+  }
+  nm_pool_last.id = p->id;
+  nm_pool_last.mag = found;   /* NULL: every slot taken, this thread uses the list */
+  return found;
+}
+
+/* The calling thread's magazine in p, or NULL. */
+static inline nm_pool_mag_t *nm_pool_mag(nebula_pool_t *p) {
+  if (NM_LIKELY(nm_pool_last.id == p->id)) return nm_pool_last.mag;
+  return nm_pool_mag_claim(p);
 }
 
 /* ---- chunks ------------------------------------------------------------------------------- */
@@ -235,6 +351,9 @@ NEBULA_API nebula_pool_t *nebula_pool_create(const nebula_pool_options_t *option
 #endif
   p->budget = o.budget;
   pthread_mutex_init(&p->grow_lock, NULL);
+  p->id = atomic_fetch_add_explicit(&nm_pool_ids, 1, memory_order_relaxed) + 1;
+  if (p->grow) p->mags = aligned_alloc(64, NM_POOL_SLOTS * sizeof(nm_pool_mag_t));
+  if (p->mags != NULL) memset(p->mags, 0, NM_POOL_SLOTS * sizeof(nm_pool_mag_t));
   nebula_error_code_t why;
   if (!nm_pool_chunk_new(p, 0, &why)) {
     if (why != NEBULA_ERR_BUDGET)
@@ -242,6 +361,7 @@ NEBULA_API nebula_pool_t *nebula_pool_create(const nebula_pool_options_t *option
                   "lower block_count, or raise the process's memory limits",
                   "the OS refused the first chunk of %zu bytes", bytes);
     pthread_mutex_destroy(&p->grow_lock);
+    free(p->mags);
     free(p);
     return NULL;
   }
@@ -273,6 +393,7 @@ NEBULA_API void nebula_pool_destroy(nebula_pool_t *p) {
     nm_pool_chunk_free(p, atomic_load_explicit(&p->chunks[i], memory_order_relaxed));
   if (p->own_budget != NULL) nebula_budget_destroy(p->own_budget);
   pthread_mutex_destroy(&p->grow_lock);
+  free(p->mags);
   free(p);
 }
 
@@ -283,6 +404,7 @@ NEBULA_API void nebula_pool_destroy(nebula_pool_t *p) {
 static uint32_t nm_pool_grow(nebula_pool_t *p, const char *fn) {
   pthread_mutex_lock(&p->grow_lock);
   uint32_t index = nm_pool_pop(p);
+  if (index == UINT32_MAX && nm_pool_sweep(p) > 0) index = nm_pool_pop(p);   /* exited threads' */
   if (index != UINT32_MAX) {
     pthread_mutex_unlock(&p->grow_lock);
     return index;
@@ -303,8 +425,27 @@ static uint32_t nm_pool_grow(nebula_pool_t *p, const char *fn) {
   return UINT32_MAX;
 }
 
+/* A block for the calling thread's magazine m: from m, else half a magazine from the list
+ * (one CAS); UINT32_MAX when the list is empty too. */
+static inline uint32_t nm_pool_mag_take(nebula_pool_t *p, nm_pool_mag_t *m) {
+  uint32_t have = atomic_load_explicit(&m->n, memory_order_relaxed);
+  if (NM_LIKELY(have > 0)) {
+    atomic_store_explicit(&m->n, have - 1, memory_order_release);
+    return m->idx[have - 1];
+  }
+  uint32_t got[NM_POOL_MAG / 2];
+  uint32_t n = nm_pool_pop_many(p, got, NM_POOL_MAG / 2);
+  /* Reversed, so blocks leave the magazine in list order (fresh ones lowest first: the
+   * high-water peak stays exact for a thread on its own). */
+  for (uint32_t i = 0; i < n; i++) m->idx[i] = got[n - 1 - i];
+  if (n == 0) return UINT32_MAX;
+  atomic_store_explicit(&m->n, n - 1, memory_order_release);
+  return m->idx[n - 1];
+}
+
 static void *nm_pool_alloc(nebula_pool_t *p, const char *fn) {
-  uint32_t index = nm_pool_pop(p);
+  nm_pool_mag_t *m = nm_pool_mag(p);
+  uint32_t index = m != NULL ? nm_pool_mag_take(p, m) : nm_pool_pop(p);
   if (NM_UNLIKELY(index == UINT32_MAX)) {
     if (!p->grow)
       return nm_lib_fail(NEBULA_ERR_CAPACITY, fn, &p->base, p->stride, p->align, NULL,
@@ -338,7 +479,19 @@ static bool nm_pool_free(nebula_pool_t *p, void *block, const char *fn) {
   }
   if (p->fill) memset(block, NM_POOL_FILL, p->stride);
   if (p->mark) nm_lib_poison(block, p->stride);
-  nm_pool_push(p, index, index);
+  nm_pool_mag_t *m = nm_pool_mag(p);
+  if (m == NULL) {
+    nm_pool_push(p, index, index);
+    return true;
+  }
+  uint32_t have = atomic_load_explicit(&m->n, memory_order_relaxed);
+  if (NM_UNLIKELY(have == NM_POOL_MAG)) {   /* full: the older half goes back to the list */
+    nm_pool_push_many(p, m->idx, NM_POOL_MAG / 2);
+    memmove(m->idx, m->idx + NM_POOL_MAG / 2, (NM_POOL_MAG / 2) * sizeof m->idx[0]);
+    have = NM_POOL_MAG / 2;
+  }
+  m->idx[have] = index;
+  atomic_store_explicit(&m->n, have + 1, memory_order_release);
   return true;
 }
 
