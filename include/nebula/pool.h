@@ -4,10 +4,17 @@
  * the same block count (up to NEBULA_POOL_MAX_CHUNKS chunks); without it an empty pool
  * fails with NEBULA_ERR_CAPACITY.
  *
+ * A growing pool also keeps up to 64 free blocks per thread (a magazine): alloc and free
+ * then touch nothing shared. Blocks in one thread's magazine are not available to another,
+ * which grows the pool instead (by at most 64 blocks per thread); the magazines of threads
+ * that have exited are given back when the pool runs dry. A fixed-size pool has none: its
+ * capacity is exact for every thread.
+ *
  * Every pointer given back is checked, never trusted: a pointer outside the pool's chunks,
  * one inside a block rather than at its start, or a block that is already free returns
  * false with the error recorded (NEBULA_ERR_INVALID_POINTER, NEBULA_ERR_DOUBLE_FREE) and
- * changes nothing.
+ * changes nothing. (In a growing pool, two threads freeing the same block at the same
+ * instant are not told apart from one free; a fixed-size pool catches even that.)
  *
  * Thread-safety: nebula_pool_alloc, nebula_pool_free, nebula_pool_state and the
  * allocator's allocate, deallocate, reallocate, usable_size and state may be called from
