@@ -38,13 +38,16 @@ NM_EXPORT void *malloc(size_t n) {
   return nm_preload_malloc_slow(n);
 }
 
+/* The guard's blocks live on flagged pages (or are foreign), so only this slow path
+ * needs to look at it. */
+static NM_NOINLINE void nm_preload_free_slow(void *p) {
+  if (nm_guard_on) nm_guard_free(NM_ENTRY_FREE, p);
+  else nm_free_checked(p);   /* other threads' blocks, NULL, foreign pointers, misuse */
+}
+
 NM_EXPORT void free(void *p) {
-  if (NM_UNLIKELY(nm_guard_on)) {
-    nm_guard_free(NM_ENTRY_FREE, p);
-    return;
-  }
-  if (NM_LIKELY(nm_free_owned(p))) return;
-  nm_free_foreign(p);   /* NULL, bootstrap and foreign pointers */
+  if (NM_LIKELY(nm_free_fast(p))) return;
+  nm_preload_free_slow(p);
 }
 
 NM_EXPORT void *calloc(size_t count, size_t size) {

@@ -62,40 +62,52 @@ typedef struct nm_page_s    nm_page_t;
 typedef struct nm_segment_s nm_segment_t;
 typedef struct nm_heap_s    nm_heap_t;
 
-struct nm_block_s {
-  nm_block_t *next;
-};
-
 enum {
   NM_PAGE_FULL    = 1u << 0,  /* no free block when it was last current: on no list */
   NM_PAGE_ALIGNED = 1u << 1,  /* handed out interior (over-aligned) pointers */
-  NM_PAGE_BUMP    = 1u << 2,  /* a bump region: a local free only counts, never writes */
-  NM_PAGE_DEBUG   = 1u << 3,  /* junk/fill on: frees take the slow path */
+  NM_PAGE_BUMP    = 1u << 2,  /* a bump region: a local free only counts and untags */
+  NM_PAGE_DEBUG   = 1u << 3,  /* junk/fill/guard on: frees take the slow path */
+  NM_PAGE_FLAGS   = 15u,      /* the bits of nm_page_t.owner that are flags */
+};
+
+/* A free pool block: its first word links the free list, its second holds the page's
+ * descriptor address (the free tag). malloc clears the tag, so a free that finds it is
+ * (almost surely) a double free, and the slow path makes sure. */
+struct nm_block_s {
+  nm_block_t *next;
+  uintptr_t tag;
 };
 
 struct nm_page_s {
+  /* First line: everything malloc and a same-thread free touch. */
   nm_block_t *free;             /* owner-only free list, allocation pops here */
   uint32_t used;                /* blocks not returned locally (remote frees count until collected),
                                    +1 while the page is its class's current page */
-  uint8_t flags;                /* NM_PAGE_*: any bit sends free to the slow path */
   uint8_t class_idx;
   uint8_t slice_count;          /* slices spanned; 0 on a free slice */
-  uint8_t slice_offset;         /* on an interior slice: distance to the page's first slice */
+  uint16_t slice_back;          /* on an interior slice: bytes back to the page's descriptor */
   uint64_t allocs;              /* blocks handed out since the page was made (statistics) */
-  uint32_t block_size;
-  uint32_t capacity;            /* blocks carved into the free list so far */
-  uint32_t reserved;            /* blocks the page can hold */
-  uint16_t in_queue;            /* on its heap's avail queue */
-  uint16_t zeroed;              /* its memory was fresh or purged when the page was made */
+  /* The owner heap's address | NM_PAGE_* flags: free's one compare with the calling
+   * thread's heap says both "ours" and "no flag". Heaps are 64-aligned. */
+  _Atomic uintptr_t owner;
+  uint8_t *start;
+  /* Block-start check in one multiply (Lemire's divisibility test): an offset from start
+   * is the start of a carved block iff offset * div_magic < div_limit. */
+  uint64_t div_magic;
+  uint64_t div_limit;
+  uint32_t capacity;            /* blocks carved into the free list so far (bump: bytes) */
+  uint32_t reserved;            /* blocks the page can hold (bump: bytes) */
+  /* Second line: slow paths and other threads. */
   nm_heap_t *heap;              /* owner; stable while the page holds a live block */
   _Atomic(nm_block_t *) thread_free;   /* frees from other threads */
   nm_page_t *remote_next;       /* link in heap->remote_pages */
   nm_page_t *next, *prev;       /* link in heap->avail[class] */
-  uint8_t *start;
+  uint32_t block_size;
+  uint16_t in_queue;            /* on its heap's avail queue */
+  uint16_t zeroed;              /* its memory was fresh or purged when the page was made */
 } __attribute__((aligned(64)));
-/* 128 bytes, a line apart: finding a pointer's page is a shift, not a multiply by 88, and
- * the fields malloc and free touch (free, used, flags, allocs, heap) share one line that
- * no other page's remote frees write. */
+/* 128 bytes, a line apart: finding a pointer's page is a shift, not a multiply, and the
+ * fields malloc and free touch share one line that remote frees do not write. */
 _Static_assert(sizeof(struct nm_page_s) == 128, "a page descriptor is two cache lines");
 
 struct nm_segment_s {
@@ -154,7 +166,8 @@ typedef struct nm_page_queue_s {
 
 enum { NM_HEAP_EMPTY = 0, NM_HEAP_ACTIVE, NM_HEAP_ORPHAN, NM_HEAP_DEAD, NM_HEAP_RECLAIMING };
 
-struct nm_heap_s {
+/* 64-aligned: a page's owner word keeps its flags in the heap address's low bits. */
+struct __attribute__((aligned(64))) nm_heap_s {
   nm_page_t *current[NM_CLASS_MAX];     /* the page each class allocates from */
   nm_page_t *bump;                      /* the bump region allocations are carved from */
   _Atomic(nm_page_t *) remote_pages;   /* pages that received remote frees */

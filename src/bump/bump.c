@@ -2,6 +2,7 @@
 
 #include "heap/heap.h"
 #include "heap/router.h"
+#include "pool/page.h"
 #include "pool/segment.h"
 
 static inline size_t nm_bump_need(size_t n) {
@@ -28,14 +29,13 @@ static NM_NOINLINE nm_page_t *nm_bump_refill(nm_heap_t *h, size_t need) {
    * (a remote free may just have emptied it): it is no longer ours to retire. */
   if (h->bump != old) old = NULL;
   if (pg == NULL) return NULL;
-  pg->heap = h;
   pg->class_idx = NM_CLASS_BUMP;
   pg->block_size = 0;
   pg->capacity = 0;                                   /* the cursor, in bytes */
   pg->reserved = (uint32_t)((size_t)slices << NM_SLICE_SHIFT);
   pg->used = 1;                                       /* the current region's bias */
   h->stats.bump_regions_made++;
-  pg->flags = NM_PAGE_BUMP | ((nm_route.junk || nm_route.fill) ? NM_PAGE_DEBUG : 0);
+  nm_page_set_owner(pg, h, NM_PAGE_BUMP | nm_page_new_flags);
   h->bump = pg;
   if (old != NULL && --old->used == 0) nm_heap_page_retire(h, old);
   return pg;
@@ -52,7 +52,8 @@ void *nm_bump_alloc(nm_heap_t *h, size_t n) {
   pg->capacity += (uint32_t)need;
   pg->used++;
   NM_COUNT(pg->allocs++);
-  *(size_t *)header = need - NM_BUMP_HEADER;
+  ((size_t *)header)[0] = need - NM_BUMP_HEADER;
+  ((uintptr_t *)header)[1] = (uintptr_t)pg;
   return header + NM_BUMP_HEADER;
 }
 

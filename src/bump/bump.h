@@ -2,7 +2,9 @@
  * region counts its live blocks (frees from any thread); a region whose count reaches zero
  * is recycled whole: the current one rewinds its cursor, the others go back to their
  * segment (and are purged like any free slices). The last block of the current region
- * grows and shrinks in place. Every block has a 16-byte header holding its usable size. */
+ * grows and shrinks in place. Every block has a 16-byte header: its usable size, then its
+ * region's descriptor address while it is live (0 once freed), which free checks: a double
+ * free or a pointer that is not a block's start finds no tag. */
 #ifndef NM_BUMP_H
 #define NM_BUMP_H
 
@@ -29,8 +31,14 @@ static inline void *nm_bump_alloc_fast(nm_heap_t *h, size_t n) {
   pg->capacity += (uint32_t)need;
   pg->used++;
   NM_COUNT(pg->allocs++);
-  *(size_t *)header = need - NM_BUMP_HEADER;
+  ((size_t *)header)[0] = need - NM_BUMP_HEADER;
+  ((uintptr_t *)header)[1] = (uintptr_t)pg;
   return header + NM_BUMP_HEADER;
+}
+
+/* The live tag of bump block p (see above). */
+static inline uintptr_t *nm_bump_tag(void *p) {
+  return (uintptr_t *)p - 1;
 }
 
 /* A block of pg (owned by h) was freed by h's thread. */

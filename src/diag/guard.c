@@ -39,14 +39,34 @@ static pthread_key_t nm_quarantine_key;
 
 static void nm_quarantine_flush(void *unused);
 
-/* The heap's own cheap checks, reported like the guard's. */
-static void nm_heap_misuse_seen(int kind, void *p) {
-  nm_misuse_report_t m = { .kind = kind == 0 ? NM_MISUSE_DOUBLE_FREE : NM_MISUSE_INVALID_FREE,
-                           .entry = NM_ENTRY_FREE, .ptr = p, .block = kind == 0 ? p : NULL,
+static const char *nm_foreign_detail(const void *p);
+
+/* The heap's own checks (every free, in production too), reported like the guard's. */
+static void nm_heap_misuse_seen(nm_bad_free_t kind, void *p, bool in_realloc) {
+  nm_misuse_report_t m = { .entry = in_realloc ? NM_ENTRY_REALLOC : NM_ENTRY_FREE, .ptr = p,
                            .block_size = SIZE_MAX };
-  m.detail = kind == 0 ? "the block is the one freed last in its page (preset=development "
-                         "or canary=on catch every double free)"
-                       : "it points into nebula's memory where no block is allocated";
+  switch (kind) {
+  case NM_BAD_DOUBLE_FREE:
+    m.kind = NM_MISUSE_DOUBLE_FREE;
+    m.block = p;
+    m.detail = "the block is on its page's free list already";
+    break;
+  case NM_BAD_INTERIOR:
+    m.kind = NM_MISUSE_INTERIOR;
+    m.detail = "it points inside a block of nebula's, not at its start";
+    break;
+  case NM_BAD_NO_BLOCK:
+    m.kind = NM_MISUSE_INVALID_FREE;
+    m.detail = "it points into nebula's memory where no block is allocated (freed already, "
+               "or never handed out)";
+    break;
+  default:
+    m.kind = NM_MISUSE_INVALID_FREE;
+    m.detail = nm_foreign_detail(p);
+    if (m.detail == NULL)
+      m.detail = "no allocator's block starts there (the system allocator's header is not valid)";
+    break;
+  }
   nm_report_misuse(&m);
 }
 
@@ -184,7 +204,7 @@ void *nm_guard_alloc(nm_entry_t entry, size_t n, size_t alignment, bool zero) {
         if (nm_budget_charge(NM_BUDGET_SYSTEM, u, false) == NM_BUDGET_COUNT) {
           r.fallback = true;
         } else {
-          nm_free_foreign(p);
+          nm_free(p);
           p = NULL;
         }
       }
@@ -308,7 +328,7 @@ static bool nm_check(nm_entry_t entry, void *ptr, nm_live_t *out) {
       nm_misuse(NM_MISUSE_INVALID_FREE, entry, p, NULL, SIZE_MAX, detail, NULL);
       return false;
     }
-    size_t u = nm_system_usable_size(p);
+    size_t u = nm_system_block_size(p);   /* 0 if glibc's checks refuse the header */
     if (u > ((size_t)1 << 46)) u = 0;
     return nm_judge(entry, p, p, u, out);
   }

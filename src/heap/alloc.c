@@ -65,10 +65,7 @@ static void *nm_pool_alloc(nm_heap_t *h, unsigned cls) {
     if (pg == NULL) return NULL;
     b = pg->free;
   }
-  pg->free = b->next;
-  pg->used++;
-  NM_COUNT(pg->allocs++);
-  return b;
+  return nm_page_pop(pg, b);
 }
 
 static inline unsigned nm_large_slices(size_t n) {
@@ -82,10 +79,7 @@ static void *nm_large_alloc(nm_heap_t *h, size_t n) {
   nm_page_t *pg = nm_heap_page_alloc(h, slices);
   if (pg == NULL) return NULL;
   nm_page_init(pg, h, NM_CLASS_LARGE, (uint32_t)slices << NM_SLICE_SHIFT);
-  nm_block_t *b = pg->free;
-  pg->free = NULL;
-  pg->used = 1;
-  NM_COUNT(pg->allocs++);
+  nm_block_t *b = nm_page_pop(pg, pg->free);
   h->stats.large_bytes_in += (size_t)slices << NM_SLICE_SHIFT;
   return b;
 }
@@ -102,18 +96,33 @@ static void *nm_system_counted(void *p) {
 
 _Atomic uint64_t nm_stats_stray_frees, nm_stats_stray_bytes;
 
-void nm_free_foreign(void *p) {
+void (*nm_heap_misuse_hook)(nm_bad_free_t kind, void *p, bool in_realloc);
+
+static NM_COLD void nm_heap_misuse(nm_bad_free_t kind, void *p, bool in_realloc) {
+  if (nm_heap_misuse_hook != NULL) nm_heap_misuse_hook(kind, p, in_realloc);
+}
+
+/* A pointer that is not ours: the system's, a bootstrap block, or a misuse. Returns its
+ * usable size, or 0 after reporting it if the system allocator cannot have made it. */
+static size_t nm_foreign_checked(void *p, bool in_realloc) {
+  size_t bytes = nm_system_block_size(p);
+  if (NM_UNLIKELY(bytes == 0)) nm_heap_misuse(NM_BAD_FOREIGN, p, in_realloc);
+  return bytes;
+}
+
+static void nm_free_foreign(void *p) {
+  if (p == NULL || nm_bootstrap_contains(p)) return;
+  size_t bytes = nm_foreign_checked(p, false);
+  if (bytes == 0) return;
   nm_heap_t *h = nm_tls_heap;
-  if (p != NULL && !nm_bootstrap_contains(p)) {
-    if (h->state == NM_HEAP_ACTIVE) {
-      NM_COUNT(h->stats.cls[NM_CLASS_NONE].frees++);
-      h->stats.system_bytes_out += nm_system_usable_size(p);
-    } else {
-      /* A thread without a heap (it never allocated, or it is exiting): system blocks have
-       * no owner to count them later, so they count here, process-wide (rare: big blocks). */
-      atomic_fetch_add_explicit(&nm_stats_stray_frees, 1, memory_order_relaxed);
-      atomic_fetch_add_explicit(&nm_stats_stray_bytes, nm_system_usable_size(p), memory_order_relaxed);
-    }
+  if (h->state == NM_HEAP_ACTIVE) {
+    NM_COUNT(h->stats.cls[NM_CLASS_NONE].frees++);
+    h->stats.system_bytes_out += bytes;
+  } else {
+    /* A thread without a heap (it never allocated, or it is exiting): system blocks have
+     * no owner to count them later, so they count here, process-wide (rare: big blocks). */
+    atomic_fetch_add_explicit(&nm_stats_stray_frees, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&nm_stats_stray_bytes, bytes, memory_order_relaxed);
   }
   nm_system_free(p);
 }
@@ -156,48 +165,124 @@ void *nm_malloc(size_t n) {
   return NM_LIKELY(p != NULL) ? p : nm_malloc_slow(n);
 }
 
-void (*nm_heap_misuse_hook)(int kind, void *p);
-
-static NM_COLD void nm_heap_misuse(int kind, void *p) {
-  if (nm_heap_misuse_hook != NULL) nm_heap_misuse_hook(kind, p);
+/* Is b (tagged free) really on pg's lists? The owner thread walks its free list and the
+ * remote list (only the owner takes blocks off either); another thread cannot look, and
+ * takes the tag's word for it (a live block holds the tag only if the program wrote that
+ * address into its second word). */
+static NM_COLD bool nm_page_holds_free(nm_page_t *pg, nm_block_t *b, nm_heap_t *h) {
+  if (pg->heap != h) return true;
+  for (nm_block_t *f = pg->free; f != NULL; f = f->next)
+    if (f == b) return true;
+  for (nm_block_t *f = atomic_load_explicit(&pg->thread_free, memory_order_acquire); f != NULL; f = f->next)
+    if (f == b) return true;
+  return false;
 }
 
-void nm_free_slow(nm_page_t *pg, void *p) {
-  if (NM_UNLIKELY(pg->slice_count == 0)) {   /* a free page: nothing here to free */
-    nm_heap_misuse(1, p);
-    return;
+/* What is wrong with freeing p, a pointer into pool page pg (not bump); NM_BAD_COUNT... 
+ * -1 when nothing is. *block: the block to free. */
+static int nm_pool_block_check(nm_page_t *pg, void *p, uint8_t flags, nm_heap_t *h, nm_block_t **block) {
+  if (pg->slice_count == 0) return NM_BAD_NO_BLOCK;   /* a free slice, or the segment header */
+  nm_block_t *b = (flags & NM_PAGE_ALIGNED) ? nm_page_block_of(pg, p) : (nm_block_t *)p;
+  *block = b;
+  if (!nm_page_is_block(pg, b)) {
+    size_t off = (size_t)((uint8_t *)p - pg->start);
+    return off < (size_t)pg->capacity * pg->block_size ? NM_BAD_INTERIOR : NM_BAD_NO_BLOCK;
   }
+  if (b->tag == (uintptr_t)pg && nm_page_holds_free(pg, b, h)) return NM_BAD_DOUBLE_FREE;
+  return -1;
+}
+
+/* junk=on: the heap junks freed blocks, unless canaries are on: the guard junks the
+ * blocks it quarantines itself, and keeps their trailers (which say "freed" to a second
+ * free) intact. */
+static inline bool nm_heap_junk_on_free(void) {
+  return nm_route.junk && !nm_route.canary;
+}
+
+/* A bump free without its live tag: walk the region's headers to say which misuse it is
+ * (rare; the walk is bounded by the region's blocks). */
+static NM_COLD int nm_bump_misuse_kind(nm_page_t *pg, const uint8_t *u) {
+  const uint8_t *at = pg->start, *end = pg->start + pg->capacity;
+  while (at + NM_BUMP_HEADER <= end) {
+    const uint8_t *block = at + NM_BUMP_HEADER;
+    size_t size = nm_bump_usable(block);
+    if (size > (size_t)(end - block)) break;   /* a header the program overwrote */
+    if (u == block) return NM_BAD_DOUBLE_FREE;
+    if (u > at && u < block + size) return NM_BAD_INTERIOR;
+    at = block + size;
+  }
+  return NM_BAD_NO_BLOCK;
+}
+
+static int nm_bump_block_check(nm_page_t *pg, void *p) {
+  uint8_t *u = p;
+  if (pg->slice_count == 0 || u < pg->start + NM_BUMP_HEADER || u > pg->start + pg->capacity)
+    return NM_BAD_NO_BLOCK;
+  if (((uintptr_t)u & (NM_ALIGN - 1)) == 0 && *nm_bump_tag(p) == (uintptr_t)pg) return -1;
+  return nm_bump_misuse_kind(pg, u);
+}
+
+/* A pointer into our segments that the fast path declined. */
+static void nm_free_ours(nm_page_t *pg, void *p) {
   nm_heap_t *h = nm_tls_heap;
   uint8_t flags = nm_page_flags(pg);
-  bool bump = flags & NM_PAGE_BUMP;
-  nm_block_t *b = (flags & NM_PAGE_ALIGNED) ? nm_page_block_of(pg, p) : (nm_block_t *)p;
-  if (NM_UNLIKELY(!bump && pg->heap == h && b == pg->free)) {   /* freed just before */
-    nm_heap_misuse(0, p);
-    return;
-  }
-  if (NM_UNLIKELY(flags & NM_PAGE_DEBUG) && nm_route.junk) memset(p, NM_JUNK_BYTE, nm_debug_fill_len(nm_page_usable(pg, p)));
-  if (bump) {
-    /* A bump region only counts its blocks: a local free touches no block memory, which
-     * is what makes freeing a request's many cold objects cheap. */
+  if (flags & NM_PAGE_BUMP) {
+    int bad = nm_bump_block_check(pg, p);
+    if (NM_UNLIKELY(bad >= 0)) {
+      nm_heap_misuse((nm_bad_free_t)bad, p, false);
+      return;
+    }
+    *nm_bump_tag(p) = 0;
+    if (NM_UNLIKELY(flags & NM_PAGE_DEBUG) && nm_heap_junk_on_free())
+      memset(p, NM_JUNK_BYTE, nm_debug_fill_len(nm_bump_usable(p)));
+    /* A bump region only counts its blocks. */
     if (pg->heap != h) nm_page_free_remote(pg, p);
     else nm_bump_free_local(h, pg);
     return;
   }
+  nm_block_t *b = p;
+  int bad = nm_pool_block_check(pg, p, flags, h, &b);
+  if (NM_UNLIKELY(bad >= 0)) {
+    nm_heap_misuse((nm_bad_free_t)bad, p, false);
+    return;
+  }
+  if (NM_UNLIKELY(flags & NM_PAGE_DEBUG) && nm_heap_junk_on_free())
+    memset(p, NM_JUNK_BYTE, nm_debug_fill_len(nm_page_usable(pg, p)));
   if (pg->heap != h) {
     nm_page_free_remote(pg, b);
     return;
   }
   b->next = pg->free;
+  b->tag = (uintptr_t)pg;
   pg->free = b;
-  if (pg->flags & NM_PAGE_FULL) {
+  if (flags & NM_PAGE_FULL) {
     nm_page_flags_clear(pg, NM_PAGE_FULL);
     if (h->current[pg->class_idx] != pg) nm_page_queue_push(&h->avail[pg->class_idx], pg);
   }
   if (--pg->used == 0) nm_heap_page_retire(h, pg);
 }
 
+void nm_free_checked(void *p) {
+  if (nm_segmap_contains(p)) nm_free_ours(nm_segment_page_of(p), p);
+  else nm_free_foreign(p);
+}
+
 void nm_free(void *p) {
-  if (!nm_free_owned(p)) nm_free_foreign(p);
+  if (!nm_free_fast(p)) nm_free_checked(p);
+}
+
+/* Usable size of p for realloc, or 0 after reporting it if p is no live block. */
+static size_t nm_realloc_checked_size(void *p) {
+  if (!nm_segmap_contains(p)) return nm_foreign_checked(p, true);
+  nm_page_t *pg = nm_segment_page_of(p);
+  uint8_t flags = nm_page_flags(pg);
+  nm_block_t *b;
+  int bad = (flags & NM_PAGE_BUMP) ? nm_bump_block_check(pg, p) : nm_pool_block_check(pg, p, flags, nm_tls_heap, &b);
+  if (NM_UNLIKELY(bad >= 0)) {
+    nm_heap_misuse((nm_bad_free_t)bad, p, true);
+    return 0;
+  }
+  return nm_page_usable(pg, p);
 }
 
 void *nm_calloc(size_t count, size_t size) {
@@ -239,12 +324,13 @@ void *nm_realloc(void *p, size_t n) {
     return NULL;
   }
   if (NM_UNLIKELY(n > PTRDIFF_MAX)) return nm_fail(ENOMEM);
-  size_t old;
+  /* A pointer that is no live block: reported, and (misuse=report) nothing changes. */
+  size_t old = nm_bootstrap_contains(p) ? nm_bootstrap_usable_size(p) : nm_realloc_checked_size(p);
+  if (NM_UNLIKELY(old == 0)) return nm_fail(EINVAL);
   nm_heap_t *h = nm_heap_ready();
   nm_backend_t to = h == NULL ? NM_BACKEND_SYSTEM : nm_router_backend(n);
   if (nm_segmap_contains(p)) {
     nm_page_t *pg = nm_segment_page_of(p);
-    old = nm_page_usable(pg, p);
     /* The last bump block grows and shrinks in place. */
     if (pg->class_idx == NM_CLASS_BUMP && h != NULL && pg->heap == h && to == NM_BACKEND_BUMP &&
         nm_bump_resize(h, pg, p, n))
@@ -253,7 +339,7 @@ void *nm_realloc(void *p, size_t n) {
     if (n <= old && n >= old / 2) return p;
     /* A large block grows in place over the free slices after it. */
     if (to == NM_BACKEND_LARGE && pg->class_idx == NM_CLASS_LARGE && pg->heap == h &&
-        !(pg->flags & NM_PAGE_ALIGNED) && n > old &&
+        !(nm_page_flags(pg) & NM_PAGE_ALIGNED) && n > old &&
         nm_segment_page_grow(h, pg, nm_large_slices(n))) {
       h->stats.large_bytes_in += ((size_t)pg->slice_count << NM_SLICE_SHIFT) - pg->block_size;
       pg->block_size = (uint32_t)pg->slice_count << NM_SLICE_SHIFT;
@@ -261,16 +347,14 @@ void *nm_realloc(void *p, size_t n) {
     }
   } else {
     if (to == NM_BACKEND_SYSTEM) {
-      size_t before = nm_system_usable_size(p);
       void *q = nm_system_realloc(p, n);   /* large stays large: mremap and friends */
       if (q == NULL) return nm_fail(ENOMEM);
       if (h != NULL) {
-        h->stats.system_bytes_out += before;
+        h->stats.system_bytes_out += old;
         h->stats.system_bytes_in += nm_system_usable_size(q);
       }
       return q;
     }
-    old = nm_system_usable_size(p);
   }
   void *q;
   if (to == NM_BACKEND_LARGE && n > old) {

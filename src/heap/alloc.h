@@ -18,48 +18,60 @@
  * current page), so pool hits pay nothing for it. */
 static inline void *nm_alloc_fast(size_t n) {
   if (NM_LIKELY(n <= NM_POOL_LIMIT)) {
-    unsigned c = nm_router_fast_lookup(n);
+    size_t c = nm_router_fast_lookup(n);
     nm_heap_t *h = nm_tls_heap;
     nm_page_t *pg = h->current[c];
     nm_block_t *b = pg->free;
-    if (NM_LIKELY(b != NULL)) {
-      pg->free = b->next;
-      pg->used++;
-      NM_COUNT(pg->allocs++);
-      return b;
-    }
+    if (NM_LIKELY(b != NULL)) return nm_page_pop(pg, b);
     if (c == NM_CLASS_BUMP) return nm_bump_alloc_fast(h, n);
   }
   return NULL;
 }
 
-void nm_free_slow(nm_page_t *pg, void *p);
+/* Misuse the heap detects, passed to nm_heap_misuse_hook (set by the diagnostics layer;
+ * with no hook the bad call just does nothing). */
+typedef enum nm_bad_free_e {
+  NM_BAD_DOUBLE_FREE = 0,   /* the block is free already */
+  NM_BAD_NO_BLOCK,          /* into our memory where no block starts or lives */
+  NM_BAD_INTERIOR,          /* inside a block, not at its start */
+  NM_BAD_FOREIGN,           /* not ours, and not a block of the system allocator either */
+} nm_bad_free_t;
+extern void (*nm_heap_misuse_hook)(nm_bad_free_t kind, void *p, bool in_realloc);
 
-/* The checks free makes at no cost (a double free of the block freed last in its page, a
- * pointer into a free page) call this, set by the diagnostics layer; the bad free then does
- * nothing. kind: 0 double free, 1 pointer into memory that holds no block. */
-extern void (*nm_heap_misuse_hook)(int kind, void *p);
-/* Frees p if it is a pool block; false if p is not ours (NULL included). */
-static inline bool nm_free_owned(void *p) {
+/* Frees p if it is a block of ours freed by its owner thread and every check passes on
+ * the fast path; false otherwise (foreign, NULL, another thread's, flagged page, or a
+ * misuse): then nm_free_checked does the rest. One compare says "this thread's heap and
+ * no flag"; one multiply says "a block start" (nm_page_is_block); the free tag says "not
+ * free already". */
+static inline bool nm_free_fast(void *p) {
   if (NM_UNLIKELY(!nm_segmap_contains(p))) return false;
   nm_page_t *pg = nm_segment_page_of(p);
-  if (NM_LIKELY(pg->heap == nm_tls_heap)) {
-    uint8_t flags = nm_page_flags(pg);
-    if (NM_LIKELY(flags == 0 && p != (void *)pg->free)) {
-      nm_block_t *b = p;
+  /* 0: this thread's page, no flag; NM_PAGE_BUMP: this thread's bump region. */
+  uintptr_t other = atomic_load_explicit(&pg->owner, memory_order_relaxed) ^ (uintptr_t)nm_tls_heap;
+  nm_block_t *b = p;
+  if (NM_LIKELY(other == 0)) {
+    if (NM_LIKELY(nm_page_is_block(pg, p) && b->tag != (uintptr_t)pg)) {
       b->next = pg->free;
+      b->tag = (uintptr_t)pg;
       pg->free = b;
       if (NM_UNLIKELY(--pg->used == 0)) nm_heap_page_retire(pg->heap, pg);
       return true;
     }
-    if (flags == NM_PAGE_BUMP) {   /* a bump block only counts: its memory is not touched */
+  } else if (other == NM_PAGE_BUMP) {
+    /* A bump block only counts, and drops its live tag (on the header's line). */
+    uintptr_t *tag = nm_bump_tag(p);
+    if (NM_LIKELY(*tag == (uintptr_t)pg)) {
+      *tag = 0;
       if (NM_UNLIKELY(--pg->used <= 1)) nm_bump_emptied(pg->heap, pg);
       return true;
     }
   }
-  nm_free_slow(pg, p);
-  return true;
+  return false;
 }
+
+/* Every free the fast path declines: other threads' blocks, flagged pages, foreign and
+ * bootstrap pointers, NULL, and misuse (reported through the hook, then ignored). */
+void nm_free_checked(void *p);
 
 /* Slow path of malloc for a thread whose heap is ready (or empty, or dead). */
 void *nm_malloc_slow(size_t n);
@@ -75,10 +87,8 @@ int nm_posix_memalign(void **out, size_t alignment, size_t n);
 void *nm_aligned_alloc(size_t alignment, size_t n);
 void *nm_valloc(size_t n);
 void *nm_pvalloc(size_t n);
-/* p must be ours or the system's; NULL is a no-op. */
+/* free() without the guard: any pointer (misuse is reported and ignored); NULL is a no-op. */
 void nm_free(void *p);
-/* A pointer that is not ours (NULL, bootstrap, the system's): counted, then freed. */
-void nm_free_foreign(void *p);
 /* System blocks freed by threads without a heap (statistics). */
 extern _Atomic uint64_t nm_stats_stray_frees, nm_stats_stray_bytes;
 /* n bytes from the system backend, counted in the calling thread's heap. */

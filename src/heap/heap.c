@@ -107,7 +107,7 @@ void nm_heap_collect_remote(nm_heap_t *h) {
     bool current = (h->current[cls] == pg);
     if (pg->used == 0) {             /* never the current page: it carries a bias */
       nm_heap_page_retire(h, pg);
-    } else if ((pg->flags & NM_PAGE_FULL) && pg->free != NULL) {
+    } else if ((nm_page_flags(pg) & NM_PAGE_FULL) && pg->free != NULL) {
       nm_page_flags_clear(pg, NM_PAGE_FULL);
       if (!current) nm_page_queue_push(&h->avail[cls], pg);
     }

@@ -41,6 +41,8 @@ nm_backend_t nm_router_backend_above(size_t n) {
   return nm_route_backend(&nm_route, n);
 }
 
+uint8_t nm_page_new_flags;
+
 bool nm_route_checked(const nm_route_t *r) {
   bool budget = false;
   for (unsigned i = 0; i < NM_BUDGET_COUNT; i++) budget |= r->budget[i] != 0;
@@ -97,6 +99,7 @@ int nm_router_init(const nm_route_t *route) {
     __atomic_store_n(&nm_fast_class_of[i], nm_route_checked(&r) ? (uint8_t)NM_CLASS_NONE : c,
                      __ATOMIC_RELAXED);
   }
+  nm_page_new_flags = nm_route_checked(&r) ? NM_PAGE_DEBUG : 0;
   return 0;
 }
 

@@ -90,6 +90,9 @@ nm_backend_t nm_router_backend_above(size_t n);
 /* Junk, fill, canaries or a budget: every request takes a slow path (the fast tables say
  * "not served"), so production pays nothing for them. */
 bool nm_route_checked(const nm_route_t *r);
+/* NM_PAGE_DEBUG when the route is checked (new pages send every free to the slow path,
+ * where the guard sees it), else 0. */
+extern uint8_t nm_page_new_flags;
 
 /* The smallest request the route sends to the system backend, or SIZE_MAX if none. */
 size_t nm_router_system_min(void);

@@ -136,3 +136,12 @@ size_t nm_os_rss(void) {
   errno = saved;
   return rss;
 }
+
+bool nm_os_mapped(const void *p) {
+  unsigned char vec;
+  uintptr_t page = (uintptr_t)p & ~(uintptr_t)(nm_os_page_size() - 1);
+  int saved = errno;
+  bool mapped = !(mincore((void *)page, 1, &vec) != 0 && errno == ENOMEM);
+  errno = saved;
+  return mapped;
+}

@@ -16,6 +16,8 @@ void nm_os_unmap(void *p, size_t size);
 int nm_os_map_error(void);
 /* Give the pages back to the kernel; their content reads as zero afterwards. */
 void nm_os_purge(void *p, size_t size);
+/* Is the page holding p mapped? (mincore: one syscall, no fault.) */
+bool nm_os_mapped(const void *p);
 /* write(2) all of buf to fd, retrying short writes; never allocates. */
 void nm_os_write(int fd, const char *buf, size_t len);
 /* A coarse monotonic clock in milliseconds (vDSO, no syscall). */

@@ -13,13 +13,17 @@ nm_page_t nm_page_empty;
 #define NM_EXTEND_MIN_BLOCKS 4u
 
 void nm_page_init(nm_page_t *pg, nm_heap_t *h, unsigned class_idx, uint32_t block_size) {
-  pg->heap = h;
+  nm_page_set_owner(pg, h, nm_page_new_flags);
   pg->class_idx = (uint8_t)class_idx;
   pg->block_size = block_size;
   pg->reserved = (uint32_t)(((size_t)pg->slice_count << NM_SLICE_SHIFT) / block_size);
   pg->capacity = 0;
   pg->used = 0;
-  pg->flags = (nm_route.junk || nm_route.fill) ? NM_PAGE_DEBUG : 0;
+  /* floor(2^64 / d) + 1: offset k*d maps to k*e with e = d * magic mod 2^64 (1 <= e <= d),
+   * any other offset below 2^32 to at least magic (Lemire, Kaser, Kurz 2019), so "below
+   * capacity * e" says "a block start, and carved". */
+  pg->div_magic = UINT64_MAX / block_size + 1 + ((block_size & (block_size - 1)) == 0);
+  pg->div_limit = 0;
   pg->free = NULL;
   atomic_store_explicit(&pg->thread_free, NULL, memory_order_relaxed);
   nm_page_extend(pg);
@@ -35,11 +39,14 @@ bool nm_page_extend(nm_page_t *pg) {
   uint8_t *p = first;
   for (uint32_t i = 0; i + 1 < n; i++) {
     ((nm_block_t *)p)->next = (nm_block_t *)(p + pg->block_size);
+    ((nm_block_t *)p)->tag = (uintptr_t)pg;
     p += pg->block_size;
   }
   ((nm_block_t *)p)->next = pg->free;
+  ((nm_block_t *)p)->tag = (uintptr_t)pg;
   pg->free = (nm_block_t *)first;
   pg->capacity += n;
+  pg->div_limit = (uint64_t)pg->capacity * (pg->div_magic * pg->block_size);
   return true;
 }
 
@@ -63,6 +70,7 @@ uint32_t nm_page_collect_remote(nm_page_t *pg) {
 void nm_page_free_remote(nm_page_t *pg, nm_block_t *b) {
   nm_heap_t *h = pg->heap;   /* stable: b is live, so pg cannot be retired */
   nm_block_t *old = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
+  if (!(nm_page_flags(pg) & NM_PAGE_BUMP)) b->tag = (uintptr_t)pg;
   do {
     b->next = old;
   } while (!atomic_compare_exchange_weak_explicit(&pg->thread_free, &old, b,

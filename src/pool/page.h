@@ -15,15 +15,38 @@ uint32_t nm_page_collect_remote(nm_page_t *pg);
 /* Push b onto pg's remote list (any thread); tells the owner heap on the first one. */
 void nm_page_free_remote(nm_page_t *pg, nm_block_t *b);
 
-/* Flags are written by the owner and read by any thread that frees into the page. */
+/* The owner word: heap | flags. Written by the owner only; read by any thread that frees
+ * into the page. */
 static inline uint8_t nm_page_flags(const nm_page_t *pg) {
-  return __atomic_load_n(&pg->flags, __ATOMIC_RELAXED);
+  return (uint8_t)(atomic_load_explicit(&pg->owner, memory_order_relaxed) & NM_PAGE_FLAGS);
+}
+static inline void nm_page_set_owner(nm_page_t *pg, nm_heap_t *h, uint8_t flags) {
+  pg->heap = h;
+  atomic_store_explicit(&pg->owner, (uintptr_t)h | flags, memory_order_relaxed);
 }
 static inline void nm_page_flags_set(nm_page_t *pg, uint8_t bits) {
-  __atomic_store_n(&pg->flags, (uint8_t)(pg->flags | bits), __ATOMIC_RELAXED);
+  uintptr_t o = atomic_load_explicit(&pg->owner, memory_order_relaxed);
+  atomic_store_explicit(&pg->owner, o | bits, memory_order_relaxed);
 }
 static inline void nm_page_flags_clear(nm_page_t *pg, uint8_t bits) {
-  __atomic_store_n(&pg->flags, (uint8_t)(pg->flags & ~bits), __ATOMIC_RELAXED);
+  uintptr_t o = atomic_load_explicit(&pg->owner, memory_order_relaxed);
+  atomic_store_explicit(&pg->owner, o & ~(uintptr_t)bits, memory_order_relaxed);
+}
+
+/* True if p - pg->start is the start of a block carved so far (see nm_page_t.div_magic). */
+static inline bool nm_page_is_block(const nm_page_t *pg, const void *p) {
+  uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)pg->start);
+  return off * pg->div_magic < pg->div_limit;
+}
+
+/* Pops a block of pg's free list (which must not be empty) for the program: its free
+ * tag is cleared, so freeing it once is not taken for a double free. */
+static inline nm_block_t *nm_page_pop(nm_page_t *pg, nm_block_t *b) {
+  pg->free = b->next;
+  b->tag = 0;
+  pg->used++;
+  NM_COUNT(pg->allocs++);
+  return b;
 }
 
 /* The block that holds p (p may point inside it, after an aligned allocation). */

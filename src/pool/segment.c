@@ -120,7 +120,7 @@ static nm_page_t *nm_segment_take(nm_heap_t *h, nm_segment_t *s, unsigned at, un
   pg->slice_count = (uint8_t)n;
   for (unsigned i = 1; i < n; i++) {
     s->slices[at + i].slice_count = 0;
-    s->slices[at + i].slice_offset = (uint8_t)i;
+    s->slices[at + i].slice_back = (uint16_t)(i * sizeof(nm_page_t));
   }
   pg->start = (uint8_t *)s + ((size_t)at << NM_SLICE_SHIFT);
   return pg;
@@ -163,7 +163,7 @@ bool nm_segment_page_grow(nm_heap_t *h, nm_page_t *pg, unsigned n) {
   if (h->page_bytes > h->stats.page_bytes_peak) h->stats.page_bytes_peak = h->page_bytes;
   for (unsigned i = have; i < n; i++) {
     s->slices[at + i].slice_count = 0;
-    s->slices[at + i].slice_offset = (uint8_t)i;
+    s->slices[at + i].slice_back = (uint16_t)(i * sizeof(nm_page_t));
   }
   pg->slice_count = (uint8_t)n;
   return true;

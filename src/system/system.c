@@ -2,7 +2,10 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
+
+#include "os/os.h"
 
 extern void *__libc_malloc(size_t);
 extern void __libc_free(void *);
@@ -67,6 +70,45 @@ void *nm_system_memalign(size_t alignment, size_t n) {
 void nm_system_free(void *p) {
   if (p == NULL || nm_bootstrap_contains(p)) return;
   nm_system.free(p);
+}
+
+/* glibc's chunk header (malloc/malloc.c): the size word before the block, its low bits
+ * flags; an mmapped chunk also has the bytes before it in the mapping (prev_size). */
+#define NM_GLIBC_MMAPPED 2u
+#define NM_GLIBC_FLAGS 7u
+#define NM_GLIBC_MINSIZE 32u
+#define NM_GLIBC_ARENA_CHUNK_MAX ((size_t)32 << 20)   /* DEFAULT_MMAP_THRESHOLD_MAX */
+
+/* The checks glibc's free makes before it touches anything but the header ("free():
+ * invalid pointer", "free(): invalid size", "munmap_chunk(): invalid pointer"), so a bad
+ * pointer is caught before malloc_usable_size would follow a garbage size. */
+static size_t nm_glibc_block_size(const void *p) {
+  uintptr_t a = (uintptr_t)p;
+  if (a & 15u) return 0;
+  /* Where glibc puts the blocks it maps on their own: one freed already is unmapped, and
+   * its header would fault (glibc's own free does). One syscall, for big blocks only. */
+  if ((a & (nm_os_page_size() - 1)) == 16 && !nm_os_mapped((const uint8_t *)p - 16)) return 0;
+  size_t head = ((const size_t *)p)[-1];
+  size_t size = head & ~(size_t)NM_GLIBC_FLAGS;
+  uintptr_t chunk = a - 16;
+  if (size < NM_GLIBC_MINSIZE || (size & 15u) || chunk > (uintptr_t)0 - size) return 0;
+  /* glibc maps blocks above its mmap threshold (at most 32 MiB) on their own: an arena
+   * chunk that claims more is suspect, and free would read the header after it. */
+  if (head & NM_GLIBC_MMAPPED) {
+    size_t prev = ((const size_t *)p)[-2];
+    size_t page = nm_os_page_size();
+    size_t in_page = a & (page - 1);
+    if (((chunk - prev) | (prev + size)) & (page - 1) || (in_page & (in_page - 1))) return 0;
+    return size - 16;
+  }
+  if (size > NM_GLIBC_ARENA_CHUNK_MAX && !nm_os_mapped((const uint8_t *)chunk + size)) return 0;
+  return size - 8;
+}
+
+size_t nm_system_block_size(void *p) {
+  if (nm_bootstrap_contains(p)) return nm_bootstrap_usable_size(p);
+  if (nm_system.free == __libc_free) return nm_glibc_block_size(p);
+  return nm_system.usable_size(p);   /* another allocator: its own contract */
 }
 
 size_t nm_system_usable_size(void *p) {

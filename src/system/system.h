@@ -40,6 +40,10 @@ void *nm_system_realloc(void *p, size_t n);
 void *nm_system_memalign(size_t alignment, size_t n);
 void nm_system_free(void *p);
 size_t nm_system_usable_size(void *p);
+/* Usable size of p if it can be a live block of the system allocator, 0 if it cannot (a
+ * misaligned pointer or a header glibc's free would refuse). Reads only the block's
+ * header; for an allocator other than glibc it asks that allocator. p != NULL. */
+size_t nm_system_block_size(void *p);
 
 /* Bootstrap area: for allocations made while the next allocator is being looked up. */
 void *nm_bootstrap_alloc(size_t n);

@@ -619,7 +619,8 @@ Test(misuse, double_free_large_block_caught) {
   run_free(&run);
 }
 
-/* preset=production: the cheap check of the block freed last in its page. */
+/* preset=production: every free checks the block's free tag (and, on a match, the page's
+ * free lists). */
 Test(misuse, double_free_production) {
   run_t run;
   run_child(&run, "", "double-free", "64", NULL);
@@ -631,9 +632,7 @@ Test(misuse, double_free_production) {
   snprintf(want, sizeof want, "%s, already freed", ptr);
   expect_line(&run, "block", want);
   free(ptr);
-  expect_line(&run, "detail",
-              "the block is the one freed last in its page (preset=development "
-              "or canary=on catch every double free)");
+  expect_line(&run, "detail", "the block is on its page's free list already");
   expect_frame(&run, "  backtrace of this call", "nm_child_bad_free");
   expect_frame(&run, "  backtrace of this call", "nm_child_double_free");
   expect_err_lacks(&run, "allocated at");
@@ -954,15 +953,13 @@ Test(python, bytearrays_until_memory_error) {
 }
 
 /* ================================================================== bugs this battery found
- * Fixed ones run in their suite (oom, misuse); the one still open is in suite known_bug,
- * which meson runs with should_fail (docs/notes.md says why it stays). */
+ * Fixed ones run in their suite (oom, misuse). */
 
-/* Production (no canary), strategy=throughput: a double free of the bump block freed last
- * is not caught (nm_free_slow skips the check for bump pages), the region's live count
- * drops twice, the region rewinds and the next malloc hands out a block that is still
- * live. The documented production check ("a double free of the block freed last in its
- * page") should report it, and misuse=report should leave the heap consistent. */
-Test(known_bug, bump_double_free_production) {
+/* Production (no canary), strategy=throughput: a double free of a bump block was not
+ * caught (the bump free touched no block memory), the region's live count dropped twice,
+ * the region rewound and the next malloc handed out a block that was still live. Now each
+ * bump block carries a live tag in its header that free checks and clears. */
+Test(misuse, bump_double_free_production) {
   run_t run;
   run_child(&run, "strategy=throughput,misuse=report", "double-free-reuse", "100", NULL);
   expect_exit0(&run);
