@@ -40,8 +40,10 @@
  *                                   or MAXSEC, print "bye".
  *   wait-dfl MAXSEC                 the same, after putting SIGUSR1 back to its default
  *                                   action (a program that resets the signal it was given).
- *   exit-at NS                      sleep until CLOCK_MONOTONIC reaches NS nanoseconds (the
- *                                   test gives many processes the same instant), then exit.
+ *   exit-at NS CLASSES DUMPS        hold a block in each of CLASSES pool classes, sleep until
+ *                                   CLOCK_MONOTONIC reaches NS nanoseconds (the test gives
+ *                                   many processes the same instant), raise SIGUSR1 DUMPS
+ *                                   times, then exit as `exit` does.
  *   fsize BYTES SCENARIO ARGS...    RLIMIT_FSIZE (soft) set to BYTES and SIGXFSZ ignored (a
  *                                   write past it fails with EFBIG), then SCENARIO.
  *
@@ -739,7 +741,15 @@ static int scenario_wait_dfl(int maxsec) {
   return scenario_wait(maxsec);
 }
 
-static int scenario_exit_at(long long ns) {
+/* Holds blocks in `classes` pool classes (so that processes given different counts make
+ * dumps of different lengths), waits for the instant ns, raises SIGUSR1 `dumps` times, then
+ * exits like scenario_exit. */
+static int scenario_exit_at(long long ns, int classes, int dumps) {
+  static void *held[64];
+  for (int i = 0; i < classes && i < 64; i++) {
+    held[i] = malloc((size_t)(i + 1) * 48);
+    if (held[i] == NULL) die("malloc failed\n");
+  }
   for (;;) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -749,6 +759,7 @@ static int scenario_exit_at(long long ns) {
     struct timespec d = {(time_t)(left / 1000000000LL), (long)(left % 1000000000LL)};
     nanosleep(&d, NULL);
   }
+  for (int i = 0; i < dumps; i++) raise(SIGUSR1);
   return scenario_exit();
 }
 
@@ -768,7 +779,8 @@ static int run(int argc, char **argv) {
   const char *s = argv[1];
   if (strcmp(s, "fsize") == 0 && argc >= 4) return scenario_fsize(argv[2], argc - 2, argv + 2);
   if (strcmp(s, "wait-dfl") == 0 && argc == 3) return scenario_wait_dfl(atoi(argv[2]));
-  if (strcmp(s, "exit-at") == 0 && argc == 3) return scenario_exit_at(atoll(argv[2]));
+  if (strcmp(s, "exit-at") == 0 && argc == 5)
+    return scenario_exit_at(atoll(argv[2]), atoi(argv[3]), atoi(argv[4]));
   if (strcmp(s, "hammer") == 0 && argc == 5)
     return scenario_hammer(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
   if (strcmp(s, "quiesce") == 0 && argc == 5) return scenario_quiesce(argv[2], argv[3], argv[4]);

@@ -1818,10 +1818,14 @@ Test(file, symlinks_never_redirect_the_dump, .timeout = 60) {
 
 #define CONCURRENT_PROCS 16
 #define CONCURRENT_ROUNDS 6
+#define CONCURRENT_DUMPS "20"
 
-/* 16 processes with stats=exit and one stats_file (no %p), all exiting at the same instant,
- * six times: after each round the file is one whole dump of one of them (it parses and
- * checks out as quiescent) and it is the only file in its directory (no temporary left). */
+/* 16 processes with stats=exit and one stats_file (no %p), all dumping at the same instant:
+ * each holds blocks in a different number of classes (dumps of different lengths), raises
+ * SIGUSR1 CONCURRENT_DUMPS times, then exits (its exit dump). Six rounds: whenever the test
+ * reads the file meanwhile it holds one whole dump (one line, from {"schema" to }); after
+ * each round it is one whole dump of one of them (it parses and checks out as quiescent)
+ * and the only file in its directory (no temporary left). */
 Test(file, concurrent_exit_dumps_stay_whole, .timeout = 120) {
   char *dir = nm_tmpdir_make("stats");
   char *d = subdir(dir, "d");
@@ -1838,8 +1842,34 @@ Test(file, concurrent_exit_dumps_stay_whole, .timeout = 120) {
     for (int i = 0; i < CONCURRENT_PROCS; i++) {
       char tag[32];
       snprintf(tag, sizeof tag, "c%d.%d", round, i);
-      bg_start(&bg[i], dir, tag, config, (const char *const[]){child_path(), "exit-at", at, NULL});
+      char classes[16];
+      snprintf(classes, sizeof classes, "%d", i * 3);
+      bg_start(&bg[i], dir, tag, config,
+               (const char *const[]){child_path(), "exit-at", at, classes, CONCURRENT_DUMPS, NULL});
     }
+    /* A reader meanwhile (from just before the instant, every 100 us): every time the file
+     * is there it holds one whole dump. */
+    sleep_ms(350);
+    long reads = 0;
+    for (bool running = true; running; nanosleep(&(struct timespec){0, 100000}, NULL)) {
+      running = false;
+      for (int i = 0; i < CONCURRENT_PROCS; i++) running |= bg_running(&bg[i]);
+      size_t len = 0;
+      char *snap = read_file(file, &len);
+      if (snap == NULL) continue;
+      reads++;
+      bool whole = len > 2 && starts_with(snap, "{\"schema\":\"nebula-memory/stats\",") &&
+                   strcmp(snap + len - 2, "}\n") == 0 && count_of(snap, "\n") == 1 &&
+                   strlen(snap) == len;
+      if (!whole) {
+        char *bad = path_in(dir, "torn.%d.json", round);
+        nm_write_file(bad, snap, len);
+        BG_CHECK(&bg[0], whole, "round %d, read %ld: %s is not one whole dump (%zu bytes, saved "
+                 "as %s):\n%.400s", round, reads, file, len, bad, snap);
+      }
+      free(snap);
+    }
+    cr_log_info("round %d: %ld reads of %s while the processes dumped", round, reads, file);
     for (int i = 0; i < CONCURRENT_PROCS; i++) {
       bg_finish(&bg[i], TIMEOUT_S);
       bg_expect_exit0(&bg[i]);
