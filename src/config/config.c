@@ -63,12 +63,18 @@ static const char *const stats_signal_names[] = { "USR1", "USR2", "none", NULL }
 static const char *const stats_format_names[] = { "text", "json", "prometheus", NULL };
 
 static void apply_oom(nm_config_t *cfg, unsigned which) { cfg->oom = (nm_oom_t)which; }
-static void apply_stats(nm_config_t *cfg, unsigned which) { cfg->stats = (nm_stats_when_t)which; }
+/* The stats keys also record that statistics were asked for (nm_config_t.stats_asked). */
+static void apply_stats(nm_config_t *cfg, unsigned which) {
+  cfg->stats = (nm_stats_when_t)which;
+  cfg->stats_asked = true;
+}
 static void apply_stats_signal(nm_config_t *cfg, unsigned which) {
   cfg->stats_signal = (nm_stats_signal_t)which;
+  cfg->stats_asked = true;
 }
 static void apply_stats_format(nm_config_t *cfg, unsigned which) {
   cfg->stats_format = (nm_stats_format_t)which;
+  cfg->stats_asked = true;
 }
 static void apply_misuse(nm_config_t *cfg, unsigned which) { cfg->misuse = (nm_misuse_t)which; }
 
@@ -266,6 +272,7 @@ static void set_path(nm_parse_ctx_t *ctx, const key_desc_t *k, nm_span_t key, nm
     nm_problem_end(&b);
     return;
   }
+  if (k->offset == FIELD(stats_file)) cfg->stats_asked = true;
   if (nm_span_eq(value, "stderr")) {
     out[0] = '\0';
     return;

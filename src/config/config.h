@@ -86,6 +86,10 @@ typedef struct nm_config_s {
   nm_stats_signal_t stats_signal;  /* stats_signal=USR1|USR2|none */
   nm_stats_format_t stats_format;  /* stats_format=text|json|prometheus */
   char stats_file[NM_CONFIG_PATH_MAX];   /* stats_file=PATH (%p: pid); "" = stderr */
+  /* One of stats=, stats_signal=, stats_format=, stats_file= was given (with a valid value;
+   * a preset does not count): only then does the preload install the stats_signal handler
+   * (docs/statistics.md, "The signal"). */
+  bool stats_asked;
 } nm_config_t;
 
 /* One problem found while parsing, as text for one stderr line. */

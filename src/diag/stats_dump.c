@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "diag/budget.h"
@@ -370,9 +371,78 @@ void nm_stats_format(nm_buf_t *b, nm_stats_format_t format) {
   }
 }
 
-/* stats_file with %p replaced by the pid; false if it does not fit. */
-static bool nm_stats_path(char *out, size_t size, const char *suffix) {
-  nm_buf_t b = { out, size - 1, 0 };
+/* ---- the stats file ---------------------------------------------------------------------
+ *
+ * Written from a signal handler and at exit, so async-signal-safe calls only (lstat, stat,
+ * open, fstat, fcntl, write, close, rename, unlink, getpid) and static buffers: a dump runs
+ * under nm_dump_busy, one at a time. What each kind of target gets (docs/statistics.md,
+ * "The stats file"):
+ *
+ *   missing, a regular file, or a symbolic link to one (or dangling): the dump goes to a new
+ *       temporary file in the same directory, PATH.tmp.PID.N, created with
+ *       O_CREAT|O_EXCL|O_NOFOLLOW (a name that exists, a planted symlink included, is never
+ *       opened: the next N is tried), then renamed over PATH. A reader sees the old dump or
+ *       the new one, never part of one; a symlink at PATH is replaced itself, its target is
+ *       never written. A failed write (short write, ENOSPC, EIO, EFBIG...) unlinks the
+ *       temporary file and leaves PATH as it was.
+ *   a character device (/dev/null, a terminal): written directly, opened with O_NOFOLLOW and
+ *       without O_CREAT or O_TRUNC, checked to be a character device once open.
+ *   anything else (a directory, a FIFO, a socket, a block device, a symlink to one of these
+ *       or to a character device): not written.
+ *
+ * Every failure is one line on stderr naming the path and why. */
+
+/* The path once %p is replaced: at most NM_STATS_PATH_MAX - 1 bytes. */
+#define NM_STATS_PATH_MAX (NM_CONFIG_PATH_MAX + 64)
+#define NM_STATS_TMP_TRIES 64
+
+static char nm_file_path[NM_STATS_PATH_MAX];
+static char nm_file_tmp[NM_STATS_PATH_MAX + 48];   /* + ".tmp." PID "." N */
+static char nm_file_msg[4 * NM_STATS_PATH_MAX + 256];
+static uint64_t nm_file_seq;
+
+/* s with control characters, DEL and backslashes escaped (\xNN, \\): a message stays one
+ * line whatever the path holds. */
+static void nm_buf_escaped(nm_buf_t *b, const char *s) {
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c < 0x20 || c == 0x7f || c == '\\') {
+      nm_buf_str(b, c == '\\' ? "\\\\" : "\\x");
+      if (c != '\\') {
+        nm_buf_char(b, "0123456789abcdef"[c >> 4]);
+        nm_buf_char(b, "0123456789abcdef"[c & 15]);
+      }
+    } else {
+      nm_buf_char(b, (char)c);
+    }
+  }
+}
+
+/* "nebula: stats_file cannot be written: PATH: WHAT[: ERRNO TEXT]" on stderr. strerrordesc_np
+ * reads a table (no locale, no allocation), unlike strerror. */
+static void nm_file_fail(const char *path, const char *what, int err) {
+  nm_buf_t b = { nm_file_msg, sizeof nm_file_msg - 1, 0 };
+  nm_buf_str(&b, "nebula: stats_file cannot be written: ");
+  nm_buf_escaped(&b, path);
+  nm_buf_str(&b, ": ");
+  nm_buf_str(&b, what);
+  if (err != 0) {
+    const char *text = strerrordesc_np(err);
+    nm_buf_str(&b, ": ");
+    if (text != NULL) {
+      nm_buf_str(&b, text);
+    } else {
+      nm_buf_str(&b, "errno ");
+      nm_buf_i64(&b, err);
+    }
+  }
+  b.data[b.len++] = '\n';   /* cap leaves room for it */
+  nm_os_write(2, b.data, b.len);
+}
+
+/* stats_file with %p replaced by the pid into out; false if it needs size bytes or more. */
+static bool nm_stats_path(char *out, size_t size) {
+  nm_buf_t b = { out, size, 0 };
   for (const char *s = nm_route.stats_file; *s; s++) {
     if (s[0] == '%' && s[1] == 'p') {
       nm_buf_u64(&b, (uint64_t)getpid());
@@ -381,25 +451,134 @@ static bool nm_stats_path(char *out, size_t size, const char *suffix) {
       nm_buf_char(&b, *s);
     }
   }
-  nm_buf_str(&b, suffix);
-  if (b.len >= size - 1) return false;
+  if (b.len >= size) return false;
   out[b.len] = '\0';
   return true;
 }
 
-/* Written to a temporary name, then renamed: a reader never sees half a dump. */
-static void nm_stats_write_file(const char *data, size_t len) {
-  char path[NM_CONFIG_PATH_MAX + 32], tmp[NM_CONFIG_PATH_MAX + 32];
-  if (!nm_stats_path(path, sizeof path, "") || !nm_stats_path(tmp, sizeof tmp, ".tmp")) return;
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+/* write(2) until done; 0, or the errno of the write that failed (EIO for one that wrote
+ * nothing). */
+static int nm_write_all(int fd, const char *data, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, data, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (n == 0) return EIO;
+    data += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+static const char *nm_file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return "it is a directory";
+  if (S_ISFIFO(mode)) return "it is a FIFO (not written: a reader could stall or kill the program)";
+  if (S_ISSOCK(mode)) return "it is a socket";
+  if (S_ISBLK(mode)) return "it is a block device";
+  return "it is not a regular file";
+}
+
+/* A character device: written in place. O_NONBLOCK only for the open (a FIFO swapped in
+ * meanwhile would block it), O_NOFOLLOW (nor a symlink), then fstat says what was opened. */
+static void nm_file_write_device(const char *path, const char *data, size_t len) {
+  int fd = open(path, O_WRONLY | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
-    static const char msg[] = "nebula: stats_file cannot be written\n";
-    nm_os_write(2, msg, sizeof msg - 1);
+    nm_file_fail(path, "cannot open the character device", errno);
     return;
   }
-  nm_os_write(fd, data, len);
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISCHR(st.st_mode)) {
+    close(fd);
+    nm_file_fail(path, "it is no longer a character device", 0);
+    return;
+  }
+  int flags = fcntl(fd, F_GETFL);
+  if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  int err = nm_write_all(fd, data, len);
   close(fd);
-  rename(tmp, path);
+  if (err != 0) nm_file_fail(path, "write failed", err);
+}
+
+/* A new temporary file next to path, renamed over it once whole. */
+static void nm_file_replace(const char *path, const char *data, size_t len) {
+  uint64_t pid = (uint64_t)getpid();
+  int fd = -1, err = 0;
+  for (int tries = 0; tries < NM_STATS_TMP_TRIES; tries++) {
+    nm_buf_t b = { nm_file_tmp, sizeof nm_file_tmp - 1, 0 };
+    nm_buf_str(&b, path);
+    nm_buf_str(&b, ".tmp.");
+    nm_buf_u64(&b, pid);
+    nm_buf_char(&b, '.');
+    nm_buf_u64(&b, nm_file_seq++);
+    nm_file_tmp[b.len] = '\0';
+    fd = open(nm_file_tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0644);
+    if (fd >= 0) break;
+    err = errno;
+    if (err != EEXIST) break;
+  }
+  if (fd < 0) {
+    nm_file_fail(path, err == EEXIST ? "cannot create a temporary file next to it (every name "
+                                       "tried exists)"
+                                     : "cannot create a temporary file next to it",
+                 err == EEXIST ? 0 : err);
+    return;
+  }
+  err = nm_write_all(fd, data, len);
+  if (close(fd) != 0 && err == 0 && errno != EINTR) err = errno;   /* NFS reports here */
+  if (err != 0) {
+    unlink(nm_file_tmp);
+    nm_file_fail(path, "writing the dump failed (the previous file is kept)", err);
+    return;
+  }
+  if (rename(nm_file_tmp, path) != 0) {
+    err = errno;
+    unlink(nm_file_tmp);
+    nm_file_fail(path, "cannot rename the temporary file over it (the previous file is kept)", err);
+  }
+}
+
+static void nm_stats_write_file(const char *data, size_t len) {
+  if (!nm_stats_path(nm_file_path, sizeof nm_file_path)) {
+    nm_buf_t b = { nm_file_msg, sizeof nm_file_msg - 1, 0 };
+    nm_buf_str(&b, "nebula: stats_file cannot be written: ");
+    nm_buf_escaped(&b, nm_route.stats_file);
+    nm_buf_str(&b, ": longer than ");
+    nm_buf_u64(&b, NM_STATS_PATH_MAX - 1);
+    nm_buf_str(&b, " bytes once %p is replaced by the pid ");
+    nm_buf_u64(&b, (uint64_t)getpid());
+    b.data[b.len++] = '\n';
+    nm_os_write(2, b.data, b.len);
+    return;
+  }
+  const char *path = nm_file_path;
+  size_t n = strlen(path);
+  if (n > 0 && path[n - 1] == '/') {
+    nm_file_fail(path, "it names a directory (ends with /)", 0);
+    return;
+  }
+  struct stat st;
+  if (lstat(path, &st) != 0) {
+    if (errno == ENOENT) nm_file_replace(path, data, len);
+    else nm_file_fail(path, "cannot look it up", errno);
+    return;
+  }
+  if (S_ISREG(st.st_mode)) {
+    nm_file_replace(path, data, len);
+  } else if (S_ISCHR(st.st_mode)) {
+    nm_file_write_device(path, data, len);
+  } else if (S_ISLNK(st.st_mode)) {
+    /* Never written through: replaced itself when it leads to a regular file or nowhere;
+     * left alone when it leads to anything else (/dev/stderr must stay a link). */
+    struct stat to;
+    if (stat(path, &to) != 0 || S_ISREG(to.st_mode)) nm_file_replace(path, data, len);
+    else if (S_ISDIR(to.st_mode)) nm_file_fail(path, "it is a symbolic link to a directory", 0);
+    else nm_file_fail(path, "it is a symbolic link to a device, FIFO or socket (not followed; "
+                            "name the device itself, or use stats_file=stderr)", 0);
+  } else {
+    nm_file_fail(path, nm_file_kind(st.st_mode), 0);
+  }
 }
 
 static void nm_stats_emit(nm_stats_format_t format, bool to_file) {
@@ -431,12 +610,51 @@ static void nm_stats_on_signal(int sig) {
   nm_stats_dump();   /* keeps errno */
 }
 
+/* Whether NEBULA_MEM_CONFIG asks for statistics (nm_config_t.stats_asked): read again
+ * from environ here, as the preload read it (its first NEBULA_MEM_CONFIG), since nm_route
+ * does not carry it. Problems were reported when the preload read it: none again. */
+static bool nm_stats_asked(void) {
+  extern char **environ;
+  static const char name[] = "NEBULA_MEM_CONFIG=";
+  const char *text = NULL;
+  for (char **e = environ; e != NULL && *e != NULL && text == NULL; e++)
+    if (strncmp(*e, name, sizeof name - 1) == 0) text = *e + sizeof name - 1;
+  if (text == NULL) return false;
+  nm_config_t cfg;
+  nm_config_defaults(&cfg);
+  nm_config_parse(text, &cfg, NULL, 0);
+  return cfg.stats_asked;
+}
+
+/* The handler goes in only when statistics were asked for, and only over the default action:
+ * an inherited SIG_IGN stays, and so does a handler installed before ours (a library's
+ * constructor that ran first), each said once on stderr. */
 void nm_stats_install(void) {
   int sig;
+  const char *name;
   switch (nm_route.stats_signal) {
-  case NM_STATS_SIGUSR1: sig = SIGUSR1; break;
-  case NM_STATS_SIGUSR2: sig = SIGUSR2; break;
+  case NM_STATS_SIGUSR1: sig = SIGUSR1; name = "USR1"; break;
+  case NM_STATS_SIGUSR2: sig = SIGUSR2; name = "USR2"; break;
   default: return;
+  }
+  if (!nm_stats_asked()) return;
+  struct sigaction old;
+  if (sigaction(sig, NULL, &old) != 0) return;
+  if (old.sa_handler != SIG_DFL) {   /* sa_sigaction shares the field; SIG_DFL is 0 */
+    char storage[320];
+    nm_buf_t b = { storage, sizeof storage - 1, 0 };
+    nm_buf_str(&b, "nebula: stats_signal ");
+    nm_buf_str(&b, name);
+    if (!(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_IGN) {
+      nm_buf_str(&b, " is ignored (SIG_IGN, inherited): left ignored, it makes no dump");
+    } else {
+      nm_buf_str(&b, " already has a handler (installed before the preload's): kept, ");
+      nm_buf_str(&b, name);
+      nm_buf_str(&b, " makes no dump (stats_signal= picks another signal)");
+    }
+    storage[b.len++] = '\n';
+    nm_os_write(2, b.data, b.len);
+    return;
   }
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);

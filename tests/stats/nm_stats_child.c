@@ -38,6 +38,14 @@
  *   mstats                          hold known blocks, call malloc_stats() and mallinfo2().
  *   wait MAXSEC                     hold known blocks, print "ready PID", sleep until SIGTERM
  *                                   or MAXSEC, print "bye".
+ *   wait-dfl MAXSEC                 the same, after putting SIGUSR1 back to its default
+ *                                   action (a program that resets the signal it was given).
+ *   exit-at NS CLASSES DUMPS        hold a block in each of CLASSES pool classes, sleep until
+ *                                   CLOCK_MONOTONIC reaches NS nanoseconds (the test gives
+ *                                   many processes the same instant), raise SIGUSR1 DUMPS
+ *                                   times, then exit as `exit` does.
+ *   fsize BYTES SCENARIO ARGS...    RLIMIT_FSIZE (soft) set to BYTES and SIGXFSZ ignored (a
+ *                                   write past it fails with EFBIG), then SCENARIO.
  *
  * Built with -O1 -g and -fno-builtin-*: every allocation happens as written. Output goes
  * through write(2), never stdio: printf would malloc a buffer, which the quiesce counts
@@ -58,6 +66,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -727,9 +736,51 @@ static int scenario_wait(int maxsec) {
   return 0;
 }
 
-int main(int argc, char **argv) {
+static int scenario_wait_dfl(int maxsec) {
+  signal(SIGUSR1, SIG_DFL);
+  return scenario_wait(maxsec);
+}
+
+/* Holds blocks in `classes` pool classes (so that processes given different counts make
+ * dumps of different lengths), waits for the instant ns, raises SIGUSR1 `dumps` times, then
+ * exits like scenario_exit. */
+static int scenario_exit_at(long long ns, int classes, int dumps) {
+  static void *held[64];
+  for (int i = 0; i < classes && i < 64; i++) {
+    held[i] = malloc((size_t)(i + 1) * 48);
+    if (held[i] == NULL) die("malloc failed\n");
+  }
+  for (;;) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long long now = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    if (now >= ns) break;
+    long long left = ns - now;
+    struct timespec d = {(time_t)(left / 1000000000LL), (long)(left % 1000000000LL)};
+    nanosleep(&d, NULL);
+  }
+  for (int i = 0; i < dumps; i++) raise(SIGUSR1);
+  return scenario_exit();
+}
+
+static int run(int argc, char **argv);
+
+static int scenario_fsize(const char *bytes, int argc, char **argv) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_FSIZE, &rl) != 0) die("getrlimit: %s\n", strerror(errno));
+  rl.rlim_cur = (rlim_t)strtoull(bytes, NULL, 10);
+  if (setrlimit(RLIMIT_FSIZE, &rl) != 0) die("setrlimit: %s\n", strerror(errno));
+  signal(SIGXFSZ, SIG_IGN);
+  return run(argc, argv);
+}
+
+static int run(int argc, char **argv) {
   if (argc < 2) die("usage: %s SCENARIO ARGS...\n", argv[0]);
   const char *s = argv[1];
+  if (strcmp(s, "fsize") == 0 && argc >= 4) return scenario_fsize(argv[2], argc - 2, argv + 2);
+  if (strcmp(s, "wait-dfl") == 0 && argc == 3) return scenario_wait_dfl(atoi(argv[2]));
+  if (strcmp(s, "exit-at") == 0 && argc == 5)
+    return scenario_exit_at(atoll(argv[2]), atoi(argv[3]), atoi(argv[4]));
   if (strcmp(s, "hammer") == 0 && argc == 5)
     return scenario_hammer(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
   if (strcmp(s, "quiesce") == 0 && argc == 5) return scenario_quiesce(argv[2], argv[3], argv[4]);
@@ -740,4 +791,8 @@ int main(int argc, char **argv) {
   if (strcmp(s, "mstats") == 0) return scenario_mstats();
   if (strcmp(s, "wait") == 0 && argc == 3) return scenario_wait(atoi(argv[2]));
   die("unknown scenario or wrong arguments: %s\n", s);
+}
+
+int main(int argc, char **argv) {
+  return run(argc, argv);
 }

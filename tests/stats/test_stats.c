@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -235,8 +236,10 @@ static char *preload_copy(const char *dir) {
   return dst;
 }
 
-static void bg_start(bg_t *bg, const char *dir, const char *tag, const char *config,
-                     const char *const *argv) {
+/* As bg_start, but preload false: no LD_PRELOAD at all (a plain program, with
+ * NEBULA_MEM_CONFIG still in its environment). */
+static void bg_start_ex(bg_t *bg, const char *dir, const char *tag, const char *config,
+                        const char *const *argv, bool preload_it) {
   memset(bg, 0, sizeof *bg);
   bg->out_path = path_in(dir, "%s.out", tag);
   bg->err_path = path_in(dir, "%s.err", tag);
@@ -251,8 +254,10 @@ static void bg_start(bg_t *bg, const char *dir, const char *tag, const char *con
     if (strncmp(environ[i], "LD_PRELOAD=", 11) != 0 && strncmp(environ[i], "NEBULA_MEM_CONFIG=", 18) != 0)
       env[k++] = environ[i];
   char *lp = NULL, *cf = NULL;
-  cr_assert(asprintf(&lp, "LD_PRELOAD=%s", preload) > 0);
-  env[k++] = lp;
+  if (preload_it) {
+    cr_assert(asprintf(&lp, "LD_PRELOAD=%s", preload) > 0);
+    env[k++] = lp;
+  }
   if (config != NULL) {
     cr_assert(asprintf(&cf, "NEBULA_MEM_CONFIG=%s", config) > 0);
     env[k++] = cf;
@@ -286,6 +291,11 @@ static void bg_start(bg_t *bg, const char *dir, const char *tag, const char *con
   free(env);
   free(preload);
   bg->pid = pid;
+}
+
+static void bg_start(bg_t *bg, const char *dir, const char *tag, const char *config,
+                     const char *const *argv) {
+  bg_start_ex(bg, dir, tag, config, argv, true);
 }
 
 /* Reaps the child if it has exited; true if it is still running. */
@@ -437,7 +447,8 @@ static const char *const SKIPPED = "nebula: statistics dump skipped: another one
 /* 4 threads allocating and freeing hard (cross-thread frees included), 300 SIGUSR1 from the
  * test 5 ms apart, dumps to a stats file: the child neither crashes nor hangs and stops
  * cleanly on SIGTERM; the file, read while it runs and at the end, is always a whole dump
- * that checks out (check_stats.py json) and no PATH.tmp is left behind. */
+ * that checks out (check_stats.py json) and no temporary file (PATH.tmp.PID.N) is left
+ * behind. */
 static void hammer_json_file(const char *strategy) {
   char *dir = nm_tmpdir_make("stats");
   char config[4200];
@@ -456,8 +467,13 @@ static void hammer_json_file(const char *strategy) {
   BG_CHECK(&bg, out != NULL && strstr(out, "hammer ok threads=4 ") != NULL, "no 'hammer ok' line");
   free(out);
   bg_stderr_only(&bg, (const char *const[]){SKIPPED, NULL});
-  char *tmp = path_in(dir, "s.%d.json.tmp", (int)bg.pid);
-  BG_CHECK(&bg, access(tmp, F_OK) != 0, "%s left behind", tmp);
+  char *tmp = NULL;
+  DIR *dd = opendir(dir);
+  cr_assert(dd != NULL);
+  for (struct dirent *de; (de = readdir(dd)) != NULL;)
+    if (strstr(de->d_name, ".tmp") != NULL && tmp == NULL) tmp = path_in(dir, "%s", de->d_name);
+  closedir(dd);
+  BG_CHECK(&bg, tmp == NULL, "%s left behind", tmp);
   char pid[32];
   snprintf(pid, sizeof pid, "%d", (int)bg.pid);
   const char *args[16] = {"json", file};
@@ -486,15 +502,16 @@ Test(signal, hammer_json_file_throughput, .timeout = 90) {
   hammer_json_file("strategy=throughput");
 }
 
-/* The same with text dumps to stderr (the defaults): every dump is whole, laid out as
- * documented, and ends with its class table; nothing else is on stderr but "skipped"
- * notices; at least a third of the signals made a dump (the kernel merges a signal sent
- * while the previous one is still pending, so not every signal has to). */
+/* The same with text dumps to stderr (the default format and file; stats_format=text
+ * given, since without any stats key no handler is installed): every dump is whole, laid
+ * out as documented, and ends with its class table; nothing else is on stderr but
+ * "skipped" notices; at least a third of the signals made a dump (the kernel merges a
+ * signal sent while the previous one is still pending, so not every signal has to). */
 Test(signal, hammer_text_stderr, .timeout = 90) {
   char *dir = nm_tmpdir_make("stats");
   const char *argv[] = {child_path(), "hammer", "4", "0", "60", NULL};
   bg_t bg;
-  bg_start(&bg, dir, "hammer", NULL, argv);
+  bg_start(&bg, dir, "hammer", "stats_format=text", argv);
   bg_wait_output(&bg, "ready\n", TIMEOUT_S);
   bg_signals(&bg, SIGUSR1, HAMMER_SIGNALS, NULL, 0, dir);
   BG_CHECK(&bg, kill(bg.pid, SIGTERM) == 0, "kill: %s", strerror(errno));
@@ -866,7 +883,7 @@ Test(format, checkers_reject_broken_input) {
             "the strict Prometheus parser rejects a valid exposition");
 
   run_t run;
-  run_argv(&run, NULL, (const char *const[]){child_path(), "sigself", "USR1", NULL});
+  run_argv(&run, "stats_format=text", (const char *const[]){child_path(), "sigself", "USR1", NULL});
   expect_exit0(&run);
   char *text = strdup(run.r.err);
   char *last = strrchr(text, '\n');
@@ -917,11 +934,12 @@ Test(format, stats_file_stderr) {
   run_free(&run);
 }
 
-/* One text dump to stderr on SIGUSR1 (the default signal and format). */
+/* One text dump to stderr on SIGUSR1 (the default signal; the default format, given
+ * explicitly: without any stats key no handler is installed). */
 Test(format, text_stderr) {
   char *dir = nm_tmpdir_make("stats");
   run_t run;
-  run_argv(&run, NULL, (const char *const[]){child_path(), "sigself", "USR1", NULL});
+  run_argv(&run, "stats_format=text", (const char *const[]){child_path(), "sigself", "USR1", NULL});
   expect_exit0(&run);
   CHECK(&run, strcmp(run.r.out, "survived USR1\n") == 0, "expected 'survived USR1'");
   char *file = path_in(dir, "stderr.txt");
@@ -1252,8 +1270,12 @@ Test(errno_kept, kept_when_the_handler_fails, .timeout = 60) {
                   starts_with(run.r.out, "errno signals=200 dumps=200 ") &&
                   strstr(run.r.out, " bad=0 ") != NULL,
         "errno changed under the program while the statistics handler ran (or a dump was missing)");
-  CHECK(&run, count_of(run.r.err, "nebula: stats_file cannot be written\n") == 200,
-        "one 'stats_file cannot be written' per signal expected");
+  CHECK(&run, count_of(run.r.err, "nebula: stats_file cannot be written: ") == 200 &&
+                  count_of(run.r.err, "/missing/s.") == 200 &&
+                  count_of(run.r.err, ": cannot create a temporary file next to it: No such file "
+                                      "or directory\n") == 200,
+        "one 'stats_file cannot be written: PATH: cannot create a temporary file next to it: No "
+        "such file or directory' per signal expected");
   run_free(&run);
   nm_tmpdir_remove(dir);
   free(dir);
@@ -1262,7 +1284,7 @@ Test(errno_kept, kept_when_the_handler_fails, .timeout = 60) {
 /* The same with text dumps to stderr (every syscall of the handler succeeds). */
 Test(errno_kept, kept_with_text_dumps, .timeout = 60) {
   run_t run;
-  run_argv(&run, NULL, (const char *const[]){child_path(), "errno", "nebula: statistics of pid",
+  run_argv(&run, "stats_format=text", (const char *const[]){child_path(), "errno", "nebula: statistics of pid",
                                              "200", NULL});
   CHECK(&run, run.r.exited && run.r.exit_code == 0 &&
                   starts_with(run.r.out, "errno signals=200 dumps=200 ") &&
@@ -1426,4 +1448,622 @@ Test(script, no_such_process) {
             "expected exit 1 and 'nebula-stats: no process 99999999'; got exit %d, stderr '%s'",
             r.exit_code, r.err);
   nm_result_free(&r);
+}
+
+/* ================================================================== file */
+
+/* The entries of dir but . and .., sorted, each followed by one space ("" when empty). */
+static char *dir_listing(const char *dir) {
+  struct dirent **names = NULL;
+  int n = scandir(dir, &names, NULL, alphasort);
+  cr_assert(n >= 0, "scandir %s: %s", dir, strerror(errno));
+  size_t cap = 64, len = 0;
+  char *out = malloc(cap);
+  cr_assert(out != NULL);
+  out[0] = '\0';
+  for (int i = 0; i < n; i++) {
+    const char *nm = names[i]->d_name;
+    if (strcmp(nm, ".") != 0 && strcmp(nm, "..") != 0) {
+      size_t l = strlen(nm);
+      while (len + l + 2 > cap) {
+        cap *= 2;
+        out = realloc(out, cap);
+        cr_assert(out != NULL);
+      }
+      memcpy(out + len, nm, l);
+      len += l;
+      out[len++] = ' ';
+      out[len] = '\0';
+    }
+    free(names[i]);
+  }
+  free(names);
+  return out;
+}
+
+/* mkdir DIR/name; returns the path. */
+static char *subdir(const char *dir, const char *name) {
+  char *p = path_in(dir, "%s", name);
+  cr_assert(mkdir(p, 0755) == 0, "mkdir %s: %s", p, strerror(errno));
+  return p;
+}
+
+/* The whole stderr of a run is `want`. */
+static void expect_err(run_t *run, const char *want) {
+  CHECK(run, strcmp(run->r.err, want) == 0, "stderr should be exactly:\n%s", want);
+}
+
+/* A character device to point stats_file at: when we may (root, as in CI), a node made with
+ * mknod in dir with the numbers of `real` (/dev/null 1,3, /dev/full 1,7), so that a broken
+ * preload replaces a copy, never the system's node; else `real` itself. *is_copy says which. */
+static char *device_node(const char *dir, const char *name, const char *real, bool *is_copy) {
+  struct stat st;
+  cr_assert(stat(real, &st) == 0 && S_ISCHR(st.st_mode), "%s is not a character device", real);
+  char *p = path_in(dir, "%s", name);
+  if (mknod(p, S_IFCHR | 0666, st.st_rdev) == 0) {
+    int fd = open(p, O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      close(fd);
+      *is_copy = true;
+      return p;
+    }
+    unlink(p);   /* a nodev file system */
+  }
+  cr_log_info("mknod %s: %s; using %s itself", p, strerror(errno), real);
+  free(p);
+  *is_copy = false;
+  return strdup(real);
+}
+
+static bool is_char_device(const char *path, dev_t rdev) {
+  struct stat st;
+  return lstat(path, &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == rdev;
+}
+
+/* stats_file naming a character device (a copy of /dev/null when root): written in place,
+ * never replaced; the node is still the same character device afterwards, nothing else
+ * appears next to it, nothing is said on stderr. Also a symlink to that device: not
+ * followed, not replaced (one line on stderr); the link stays. */
+Test(file, character_device_written_in_place) {
+  char *dir = nm_tmpdir_make("stats");
+  char *dev = subdir(dir, "dev");
+  bool copy;
+  char *null = device_node(dev, "null", "/dev/null", &copy);
+  struct stat st;
+  cr_assert(stat("/dev/null", &st) == 0);
+  char config[4200];
+  snprintf(config, sizeof config, "stats_format=json,stats_file=%s", null);
+  run_t run;
+  run_argv(&run, config, (const char *const[]){child_path(), "sigself", "USR1", NULL});
+  expect_exit0(&run);
+  CHECK(&run, strcmp(run.r.out, "survived USR1\n") == 0, "expected 'survived USR1'");
+  expect_err(&run, "");
+  CHECK(&run, is_char_device(null, st.st_rdev), "%s is no longer the character device %u,%u", null,
+        major(st.st_rdev), minor(st.st_rdev));
+  CHECK(&run, is_char_device("/dev/null", st.st_rdev), "/dev/null is no longer a character device");
+  char *ls = dir_listing(dev);
+  CHECK(&run, strcmp(ls, copy ? "null " : "") == 0, "files next to the device: '%s'", ls);
+  free(ls);
+  run_free(&run);
+
+  char *link = path_in(dev, "s.json");
+  cr_assert(symlink(null, link) == 0);
+  snprintf(config, sizeof config, "stats_format=json,stats_file=%s", link);
+  run_argv(&run, config, (const char *const[]){child_path(), "sigself", "USR1", NULL});
+  expect_exit0(&run);
+  char want[4400];
+  snprintf(want, sizeof want,
+           "nebula: stats_file cannot be written: %s: it is a symbolic link to a device, FIFO or "
+           "socket (not followed; name the device itself, or use stats_file=stderr)\n", link);
+  expect_err(&run, want);
+  char target[4200];
+  ssize_t tl = readlink(link, target, sizeof target - 1);
+  CHECK(&run, tl > 0 && (target[tl] = '\0', strcmp(target, null) == 0),
+        "the symlink %s -> %s was replaced or changed", link, null);
+  CHECK(&run, is_char_device(null, st.st_rdev), "%s is no longer a character device", null);
+  ls = dir_listing(dev);
+  CHECK(&run, strcmp(ls, copy ? "null s.json " : "s.json ") == 0, "files: '%s'", ls);
+  free(ls);
+  run_free(&run);
+  free(link);
+  free(null);
+  free(dev);
+  nm_tmpdir_remove(dir);
+  free(dir);
+}
+
+/* stats_file naming /dev/full (a copy when root): the write fails with ENOSPC, which is one
+ * line on stderr naming the path and the error; the device stays what it was. */
+Test(file, device_write_error_reported) {
+  char *dir = nm_tmpdir_make("stats");
+  char *dev = subdir(dir, "dev");
+  bool copy;
+  char *full = device_node(dev, "full", "/dev/full", &copy);
+  struct stat st;
+  cr_assert(stat("/dev/full", &st) == 0);
+  char config[4200];
+  snprintf(config, sizeof config, "stats_format=json,stats_file=%s", full);
+  run_t run;
+  run_argv(&run, config, (const char *const[]){child_path(), "sigself", "USR1", NULL});
+  expect_exit0(&run);
+  CHECK(&run, strcmp(run.r.out, "survived USR1\n") == 0, "expected 'survived USR1'");
+  char want[4400];
+  snprintf(want, sizeof want,
+           "nebula: stats_file cannot be written: %s: write failed: No space left on device\n", full);
+  expect_err(&run, want);
+  CHECK(&run, is_char_device(full, st.st_rdev), "%s is no longer the character device", full);
+  char *ls = dir_listing(dev);
+  CHECK(&run, strcmp(ls, copy ? "full " : "") == 0, "files next to the device: '%s'", ls);
+  free(ls);
+  run_free(&run);
+  free(full);
+  free(dev);
+  nm_tmpdir_remove(dir);
+  free(dir);
+}
+
+/* A write that fails half-way (RLIMIT_FSIZE of 200 bytes, SIGXFSZ ignored: the dump's write
+ * stops short, then EFBIG): one line on stderr naming the path and "File too large"; the
+ * previous file keeps its content, and the partial temporary file is gone. */
+Test(file, write_error_keeps_the_previous_file) {
+  char *dir = nm_tmpdir_make("stats");
+  char *d = subdir(dir, "d");
+  char *file = path_in(d, "s.json");
+  nm_write_file(file, "previous dump\n", 14);
+  char config[4200];
+  snprintf(config, sizeof config, "stats_format=json,stats_file=%s", file);
+  run_t run;
+  run_argv(&run, config, (const char *const[]){child_path(), "fsize", "200", "sigself", "USR1", NULL});
+  expect_exit0(&run);
+  CHECK(&run, strcmp(run.r.out, "survived USR1\n") == 0, "expected 'survived USR1'");
+  char want[4400];
+  snprintf(want, sizeof want,
+           "nebula: stats_file cannot be written: %s: writing the dump failed (the previous file "
+           "is kept): File too large\n", file);
+  expect_err(&run, want);
+  char *text = read_file(file, NULL);
+  CHECK(&run, text != NULL && strcmp(text, "previous dump\n") == 0,
+        "%s changed: '%.300s'", file, text ? text : "(gone)");
+  free(text);
+  char *ls = dir_listing(d);
+  CHECK(&run, strcmp(ls, "s.json ") == 0, "files: '%s' (a temporary file left behind?)", ls);
+  free(ls);
+  run_free(&run);
+  free(file);
+  free(d);
+  nm_tmpdir_remove(dir);
+  free(dir);
+}
+
+/* stats_file naming a directory, or ending with '/': one line on stderr naming the path and
+ * saying so; no file appears anywhere (next to it or in it). */
+Test(file, directory_refused) {
+  char *dir = nm_tmpdir_make("stats");
+  char *d = subdir(dir, "d");
+  char *sub = subdir(d, "sub");
+  char config[4200], want[4400];
+  snprintf(config, sizeof config, "stats_format=json,stats_file=%s", sub);
+  run_t run;
+  run_argv(&run, config, (const char *const[]){child_path(), "sigself", "USR1", NULL});
+  expect_exit0(&run);
+  snprintf(want, sizeof want, "nebula: stats_file cannot be written: %s: it is a directory\n", sub);
+  expect_err(&run, want);
+  char *ls = dir_listing(d), *ls_sub = dir_listing(sub);
+  CHECK(&run, strcmp(ls, "sub ") == 0 && strcmp(ls_sub, "") == 0, "files: '%s', in sub: '%s'", ls,
+        ls_sub);
+  free(ls);
+  free(ls_sub);
+  run_free(&run);
+
+  snprintf(config, sizeof config, "stats_format=json,stats_file=%s/new/", d);
+  run_argv(&run, config, (const char *const[]){child_path(), "sigself", "USR1", NULL});
+  expect_exit0(&run);
+  snprintf(want, sizeof want,
+           "nebula: stats_file cannot be written: %s/new/: it names a directory (ends with /)\n", d);
+  expect_err(&run, want);
+  ls = dir_listing(d);
+  CHECK(&run, strcmp(ls, "sub ") == 0, "files: '%s'", ls);
+  free(ls);
+  run_free(&run);
+  free(sub);
+  free(d);
+  nm_tmpdir_remove(dir);
+  free(dir);
+}
+
+/* stats_file naming a FIFO nobody reads: the dump neither hangs nor replaces it; one line on
+ * stderr; the FIFO is still there and nothing else. */
+Test(file, fifo_refused) {
+  char *dir = nm_tmpdir_make("stats");
+  char *d = subdir(dir, "d");
+  char *fifo = path_in(d, "s.json");
+  cr_assert(mkfifo(fifo, 0644) == 0);
+  char config[4200], want[4400];
+  snprintf(config, sizeof config, "stats_format=json,stats_file=%s", fifo);
+  run_t run;
+  run_argv(&run, config, (const char *const[]){child_path(), "sigself", "USR1", NULL});
+  expect_exit0(&run);
+  snprintf(want, sizeof want,
+           "nebula: stats_file cannot be written: %s: it is a FIFO (not written: a reader could "
+           "stall or kill the program)\n", fifo);
+  expect_err(&run, want);
+  struct stat st;
+  CHECK(&run, lstat(fifo, &st) == 0 && S_ISFIFO(st.st_mode), "%s is no longer a FIFO", fifo);
+  char *ls = dir_listing(d);
+  CHECK(&run, strcmp(ls, "s.json ") == 0, "files: '%s'", ls);
+  free(ls);
+  run_free(&run);
+  free(fifo);
+  free(d);
+  nm_tmpdir_remove(dir);
+  free(dir);
+}
+
+/* A stats_file whose %p expansion does not fit (as many %p as the 255 bytes of the key
+ * allow): one line on stderr naming the path as configured and the limit; no file made. */
+Test(file, path_overflow_refused) {
+  char *dir = nm_tmpdir_make("stats");
+  char *d = subdir(dir, "d");
+  char path[256];
+  int n = snprintf(path, sizeof path, "%s/", d);
+  cr_assert(n > 0 && n < 200, "temporary directory name too long: %s", d);
+  while (n + 2 <= 255) {
+    path[n++] = '%';
+    path[n++] = 'p';
+  }
+  path[n] = '\0';
+  char config[4200];
+  snprintf(config, sizeof config, "stats_format=json,stats_file=%s", path);
+  run_t run;
+  run_argv(&run, config, (const char *const[]){child_path(), "sigself", "USR1", NULL});
+  expect_exit0(&run);
+  char want[4400];
+  snprintf(want, sizeof want,
+           "nebula: stats_file cannot be written: %s: longer than 319 bytes once %%p is replaced "
+           "by the pid ", path);
+  CHECK(&run, starts_with(run.r.err, want) && count_of(run.r.err, "\n") == 1,
+        "stderr should be one line starting with:\n%s", want);
+  long pid = strtol(run.r.err + strlen(want), NULL, 10);
+  size_t digits = (size_t)snprintf(NULL, 0, "%ld", pid);
+  size_t expanded = strlen(d) + 1 + (size_t)(n - strlen(d) - 1) / 2 * digits;
+  CHECK(&run, expanded > 319, "the expansion (%zu bytes with pid %ld) should not fit", expanded, pid);
+  char *ls = dir_listing(d), *ls_top = dir_listing(dir);
+  CHECK(&run, strcmp(ls, "") == 0 && strcmp(ls_top, "d ") == 0, "files: '%s', above: '%s'", ls,
+        ls_top);
+  free(ls);
+  free(ls_top);
+  run_free(&run);
+  free(d);
+  nm_tmpdir_remove(dir);
+  free(dir);
+}
+
+/* Planted symlinks (a program started with stats_file=/tmp/..., a world-writable directory,
+ * and someone else creates names in it): PATH -> a victim, PATH.tmp -> another (the old
+ * temporary name), PATH.tmp.PID.0..7 -> a third and PATH.tmp.PID.8 -> a file that does not
+ * exist (the new temporary names, made while the program runs, once its pid is known). A
+ * dump by SIGUSR1: no victim changes, none is created, PATH becomes a regular file holding a
+ * whole dump (the link itself is replaced), the planted temporary links are left as they
+ * were and no other file appears. */
+Test(file, symlinks_never_redirect_the_dump, .timeout = 60) {
+  char *dir = nm_tmpdir_make("stats");
+  char *d = subdir(dir, "d");
+  char *vdir = nm_tmpdir_make("victims");
+  char *v1 = path_in(vdir, "victim1"), *v2 = path_in(vdir, "victim2"), *v3 = path_in(vdir, "victim3");
+  char *vnew = path_in(vdir, "created-through-a-link");
+  nm_write_file(v1, "victim 1\n", 9);
+  nm_write_file(v2, "victim 2\n", 9);
+  nm_write_file(v3, "victim 3\n", 9);
+  char *file = path_in(d, "s.json");
+  char config[4200];
+  snprintf(config, sizeof config, "stats_format=json,stats_file=%s", file);
+  bg_t bg;
+  bg_start(&bg, dir, "wait", config, (const char *const[]){child_path(), "wait", "20", NULL});
+  bg_wait_output(&bg, "ready ", TIMEOUT_S);
+  cr_assert(symlink(v1, file) == 0);
+  char *old_tmp = path_in(d, "s.json.tmp");
+  cr_assert(symlink(v2, old_tmp) == 0);
+  char *planted[9];
+  for (int i = 0; i < 9; i++) {
+    planted[i] = path_in(d, "s.json.tmp.%d.%d", (int)bg.pid, i);
+    cr_assert(symlink(i < 8 ? v3 : vnew, planted[i]) == 0);
+  }
+  BG_CHECK(&bg, kill(bg.pid, SIGUSR1) == 0, "kill: %s", strerror(errno));
+  struct stat st;
+  double end = now_s() + TIMEOUT_S;
+  while (!(lstat(file, &st) == 0 && S_ISREG(st.st_mode)) && now_s() < end && bg_running(&bg))
+    sleep_ms(10);
+  BG_CHECK(&bg, kill(bg.pid, SIGTERM) == 0, "kill: %s", strerror(errno));
+  bg_finish(&bg, TIMEOUT_S);
+  bg_expect_exit0(&bg);
+  bg_stderr_only(&bg, (const char *const[]){NULL});
+  const char *victims[] = {v1, v2, v3};
+  for (int i = 0; i < 3; i++) {
+    char *t = read_file(victims[i], NULL);
+    char want[16];
+    snprintf(want, sizeof want, "victim %d\n", i + 1);
+    BG_CHECK(&bg, t != NULL && strcmp(t, want) == 0, "%s changed: '%.300s'", victims[i],
+             t ? t : "(gone)");
+    free(t);
+  }
+  BG_CHECK(&bg, access(vnew, F_OK) != 0, "%s was created through a dangling link", vnew);
+  BG_CHECK(&bg, lstat(file, &st) == 0 && S_ISREG(st.st_mode), "%s is not a regular file", file);
+  BG_CHECK(&bg, lstat(old_tmp, &st) == 0 && S_ISLNK(st.st_mode), "%s was replaced", old_tmp);
+  for (int i = 0; i < 9; i++)
+    BG_CHECK(&bg, lstat(planted[i], &st) == 0 && S_ISLNK(st.st_mode), "%s was replaced", planted[i]);
+  char *ls = dir_listing(d);
+  char want[4096];
+  int k = snprintf(want, sizeof want, "s.json s.json.tmp ");
+  for (int i = 0; i < 9; i++)   /* alphasort: .0 .. .8 */
+    k += snprintf(want + k, sizeof want - (size_t)k, "s.json.tmp.%d.%d ", (int)bg.pid, i);
+  BG_CHECK(&bg, strcmp(ls, want) == 0, "files: '%s', expected '%s'", ls, want);
+  free(ls);
+  char pid[32];
+  snprintf(pid, sizeof pid, "%d", (int)bg.pid);
+  free(check_py(NULL, (const char *const[]){"json", file, "--pid", pid, NULL}));
+  for (int i = 0; i < 9; i++) free(planted[i]);
+  bg_free(&bg);
+  free(old_tmp);
+  free(file);
+  free(v1);
+  free(v2);
+  free(v3);
+  free(vnew);
+  free(d);
+  nm_tmpdir_remove(vdir);
+  free(vdir);
+  nm_tmpdir_remove(dir);
+  free(dir);
+}
+
+#define CONCURRENT_PROCS 16
+#define CONCURRENT_ROUNDS 6
+#define CONCURRENT_DUMPS "20"
+
+/* 16 processes with stats=exit and one stats_file (no %p), all dumping at the same instant:
+ * each holds blocks in a different number of classes (dumps of different lengths), raises
+ * SIGUSR1 CONCURRENT_DUMPS times, then exits (its exit dump). Six rounds: whenever the test
+ * reads the file meanwhile it holds one whole dump (one line, from {"schema" to }); after
+ * each round it is one whole dump of one of them (it parses and checks out as quiescent)
+ * and the only file in its directory (no temporary left). */
+Test(file, concurrent_exit_dumps_stay_whole, .timeout = 120) {
+  char *dir = nm_tmpdir_make("stats");
+  char *d = subdir(dir, "d");
+  char *file = path_in(d, "s.json");
+  char config[4200];
+  snprintf(config, sizeof config, "stats=exit,stats_format=json,stats_file=%s", file);
+  for (int round = 0; round < CONCURRENT_ROUNDS; round++) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    char at[32];
+    snprintf(at, sizeof at, "%lld",
+             (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec + 400 * 1000000LL);
+    bg_t bg[CONCURRENT_PROCS];
+    for (int i = 0; i < CONCURRENT_PROCS; i++) {
+      char tag[32];
+      snprintf(tag, sizeof tag, "c%d.%d", round, i);
+      char classes[16];
+      snprintf(classes, sizeof classes, "%d", i * 3);
+      bg_start(&bg[i], dir, tag, config,
+               (const char *const[]){child_path(), "exit-at", at, classes, CONCURRENT_DUMPS, NULL});
+    }
+    /* A reader meanwhile (from just before the instant, every 100 us): every time the file
+     * is there it holds one whole dump. */
+    sleep_ms(350);
+    long reads = 0;
+    for (bool running = true; running; nanosleep(&(struct timespec){0, 100000}, NULL)) {
+      running = false;
+      for (int i = 0; i < CONCURRENT_PROCS; i++) running |= bg_running(&bg[i]);
+      size_t len = 0;
+      char *snap = read_file(file, &len);
+      if (snap == NULL) continue;
+      reads++;
+      bool whole = len > 2 && starts_with(snap, "{\"schema\":\"nebula-memory/stats\",") &&
+                   strcmp(snap + len - 2, "}\n") == 0 && count_of(snap, "\n") == 1 &&
+                   strlen(snap) == len;
+      if (!whole) {
+        char *bad = path_in(dir, "torn.%d.json", round);
+        nm_write_file(bad, snap, len);
+        BG_CHECK(&bg[0], whole, "round %d, read %ld: %s is not one whole dump (%zu bytes, saved "
+                 "as %s):\n%.400s", round, reads, file, len, bad, snap);
+      }
+      free(snap);
+    }
+    cr_log_info("round %d: %ld reads of %s while the processes dumped", round, reads, file);
+    for (int i = 0; i < CONCURRENT_PROCS; i++) {
+      bg_finish(&bg[i], TIMEOUT_S);
+      bg_expect_exit0(&bg[i]);
+      bg_stderr_only(&bg[i], (const char *const[]){NULL});
+    }
+    char *ls = dir_listing(d);
+    BG_CHECK(&bg[0], strcmp(ls, "s.json ") == 0, "round %d: files in %s: '%s'", round, d, ls);
+    free(ls);
+    free(check_py(NULL, (const char *const[]){"json", file, "--quiescent", NULL}));
+    for (int i = 0; i < CONCURRENT_PROCS; i++) bg_free(&bg[i]);
+  }
+  free(file);
+  free(d);
+  nm_tmpdir_remove(dir);
+  free(dir);
+}
+
+/* ================================================================== stats_signal: who owns it */
+
+/* No stats key in NEBULA_MEM_CONFIG (none at all, other keys, a preset, a stats key with a
+ * bad value): no handler, SIGUSR1 keeps its default action. `timeout -s USR1 1 sleep 4`
+ * under the preload ends after about 1 s (status 124), with nothing on stderr; the child
+ * raising SIGUSR1 dies of it. */
+Test(stats_signal, no_stats_key_keeps_the_default_action, .timeout = 90) {
+  run_t run;
+  run_argv(&run, NULL, (const char *const[]){"timeout", "-s", "USR1", "1", "sleep", "4", NULL});
+  CHECK(&run, run.r.exited && run.r.exit_code == 124, "expected exit 124 (timed out)");
+  CHECK(&run, run.r.seconds < 3.0, "took %.1f s: SIGUSR1 did not kill sleep", run.r.seconds);
+  expect_err(&run, "");
+  run_free(&run);
+  const char *configs[] = {NULL, "", "junk=on", "preset=development", "strategy=throughput,canary=on",
+                           "stats_signal=USR3", NULL};
+  for (size_t i = 0; i < sizeof configs / sizeof configs[0] - 1; i++) {
+    run_argv(&run, configs[i], (const char *const[]){child_path(), "sigself", "USR1", NULL});
+    CHECK(&run, run.r.signaled && run.r.signo == SIGUSR1 && run.r.out_len == 0,
+          "NEBULA_MEM_CONFIG='%s': expected death by SIGUSR1", configs[i] ? configs[i] : "(unset)");
+    CHECK(&run, strstr(run.r.err, "statistics") == NULL, "no dump expected");
+    run_free(&run);
+  }
+}
+
+/* Any one stats key given (with a valid value) installs the handler: SIGUSR1 makes one
+ * dump and the program goes on. */
+Test(stats_signal, any_stats_key_installs_the_handler) {
+  const char *configs[] = {"stats=off", "stats_format=text", "stats_file=stderr", "stats_signal=USR1",
+                           "stats_signal=usr1", "junk=on,stats=OFF", NULL};
+  for (size_t i = 0; configs[i] != NULL; i++) {
+    run_t run;
+    run_argv(&run, configs[i], (const char *const[]){child_path(), "sigself", "USR1", NULL});
+    expect_exit0(&run);
+    CHECK(&run, strcmp(run.r.out, "survived USR1\n") == 0 &&
+                    count_of(run.r.err, "nebula: statistics of pid ") == 1,
+          "%s: expected 'survived USR1' and one dump", configs[i]);
+    run_free(&run);
+  }
+}
+
+/* SIGUSR1 ignored when the program starts (SIG_IGN inherited: env --ignore-signal), with
+ * statistics asked for: it stays ignored (the program survives it, no dump) and stderr says
+ * so in one line. */
+Test(stats_signal, inherited_ignore_kept) {
+  run_t run;
+  run_argv(&run, "stats_format=json",
+           (const char *const[]){"env", "--ignore-signal=USR1", child_path(), "sigself", "USR1", NULL});
+  expect_exit0(&run);
+  CHECK(&run, strcmp(run.r.out, "survived USR1\n") == 0, "expected 'survived USR1'");
+  expect_err(&run, "nebula: stats_signal USR1 is ignored (SIG_IGN, inherited): left ignored, it "
+                   "makes no dump\n");
+  run_free(&run);
+}
+
+/* A library whose constructor ran before the preload's installed its own SIGUSR1 handler
+ * (nm_stats_child_siglib needs nm_stats_siglib): the preload keeps it, and says so once on
+ * stderr; SIGUSR1 runs the library's handler, no dump. */
+Test(stats_signal, earlier_handler_kept) {
+  run_t run;
+  run_argv(&run, "stats_format=json",
+           (const char *const[]){nm_env_required("NM_STATS_CHILD_SIGLIB"), "sigself", "USR1", NULL});
+  expect_exit0(&run);
+  CHECK(&run, strcmp(run.r.out, "survived USR1\n") == 0, "expected 'survived USR1'");
+  expect_err(&run, "nebula: stats_signal USR1 already has a handler (installed before the "
+                   "preload's): kept, USR1 makes no dump (stats_signal= picks another signal)\n"
+                   "siglib: caught SIGUSR1\n");
+  run_free(&run);
+  /* stats_signal=USR2: USR2 is free, so the preload takes it; the library keeps USR1. */
+  run_argv(&run, "stats_signal=USR2",
+           (const char *const[]){nm_env_required("NM_STATS_CHILD_SIGLIB"), "sigself", "USR2", NULL});
+  expect_exit0(&run);
+  CHECK(&run, count_of(run.r.err, "nebula: statistics of pid ") == 1 &&
+                  strstr(run.r.err, "already has a handler") == NULL,
+        "stats_signal=USR2: one dump expected, no note");
+  run_free(&run);
+}
+
+/* ================================================================== script: refusals */
+
+/* A program not under the preload (NEBULA_MEM_CONFIG set, no LD_PRELOAD): nebula-stats
+ * refuses (its maps have no libnebula_preload) and sends nothing: the program, whose
+ * SIGUSR1 has the default action, keeps running. */
+Test(script, refuses_a_program_without_the_preload, .timeout = 60) {
+  char *dir = nm_tmpdir_make("stats");
+  char config[4200];
+  snprintf(config, sizeof config, "stats_format=json,stats_file=%s/w.%%p.json", dir);
+  bg_t bg;
+  bg_start_ex(&bg, dir, "plain", config, (const char *const[]){child_path(), "wait", "20", NULL},
+              false);
+  bg_wait_output(&bg, "ready ", TIMEOUT_S);
+  char pid[32];
+  snprintf(pid, sizeof pid, "%d", (int)bg.pid);
+  nm_result_t r;
+  script_run(&r, (const char *const[]){pid, "--json", NULL});
+  char want[128];
+  snprintf(want, sizeof want, "nebula-stats: process %s does not run under the nebula preload", pid);
+  BG_CHECK(&bg, r.exited && r.exit_code == 1 && r.out_len == 0 && strstr(r.err, want) != NULL,
+           "expected exit 1 and '%s...'; got exit %d, stderr '%s'", want, r.exit_code, r.err);
+  nm_result_free(&r);
+  sleep_ms(100);
+  BG_CHECK(&bg, bg_running(&bg), "the program was signalled (and died)");
+  kill(bg.pid, SIGTERM);
+  bg_finish(&bg, TIMEOUT_S);
+  bg_expect_exit0(&bg);
+  bg_free(&bg);
+  nm_tmpdir_remove(dir);
+  free(dir);
+}
+
+/* Under the preload with a stats_file, but SIGUSR1 not caught: put back to its default
+ * action by the program (wait-dfl), or ignored from the start (env --ignore-signal).
+ * nebula-stats refuses, naming SigCgt / SigIgn, and the program keeps running. */
+Test(script, refuses_a_signal_not_caught, .timeout = 60) {
+  char *dir = nm_tmpdir_make("stats");
+  char config[4200];
+  snprintf(config, sizeof config, "stats_format=json,stats_file=%s/w.%%p.json", dir);
+  for (int ignored = 0; ignored <= 1; ignored++) {
+    bg_t bg;
+    if (ignored)
+      bg_start(&bg, dir, "ign", config,
+               (const char *const[]){"/usr/bin/env", "--ignore-signal=USR1", child_path(), "wait",
+                                     "20", NULL});
+    else
+      bg_start(&bg, dir, "dfl", config, (const char *const[]){child_path(), "wait-dfl", "20", NULL});
+    bg_wait_output(&bg, "ready ", TIMEOUT_S);
+    char pid[32];
+    snprintf(pid, sizeof pid, "%d", (int)bg.pid);
+    nm_result_t r;
+    script_run(&r, (const char *const[]){pid, "--json", "--timeout", "1", NULL});
+    char want[160];
+    snprintf(want, sizeof want,
+             ignored ? "nebula-stats: process %s ignores SIGUSR1 (SigIgn"
+                     : "nebula-stats: process %s does not catch SIGUSR1 (no SigCgt bit",
+             pid);
+    BG_CHECK(&bg, r.exited && r.exit_code == 1 && r.out_len == 0 && strstr(r.err, want) != NULL,
+             "expected exit 1 and '%s...'; got exit %d, stderr '%s'", want, r.exit_code, r.err);
+    nm_result_free(&r);
+    sleep_ms(100);
+    BG_CHECK(&bg, bg_running(&bg), "the program was signalled (and died)");
+    kill(bg.pid, SIGTERM);
+    bg_finish(&bg, TIMEOUT_S);
+    bg_expect_exit0(&bg);
+    bg_free(&bg);
+  }
+  nm_tmpdir_remove(dir);
+  free(dir);
+}
+
+/* NEBULA_MEM_CONFIG read as the preload reads it: values in any case (stats_format=JSON,
+ * stats_signal=usr2), blanks around keys and values, a bad value that keeps the previous
+ * one (stats_signal=USR3), a key in the wrong case that the preload ignores
+ * (STATS_FILE=...). nebula-stats --json sends USR2 and prints the dump. */
+Test(script, config_read_as_the_preload_reads_it, .timeout = 60) {
+  char *dir = nm_tmpdir_make("stats");
+  char config[4200];
+  snprintf(config, sizeof config,
+           " stats_format = JSON , stats_signal=usr2, stats_file = %s/w.%%p.json ,"
+           "stats_signal=USR3,STATS_FILE=%s/elsewhere.json", dir, dir);
+  bg_t bg;
+  bg_start(&bg, dir, "wait", config, (const char *const[]){child_path(), "wait", "20", NULL});
+  bg_wait_output(&bg, "ready ", TIMEOUT_S);
+  char pid[32];
+  snprintf(pid, sizeof pid, "%d", (int)bg.pid);
+  nm_result_t r;
+  script_run(&r, (const char *const[]){pid, "--json", NULL});
+  BG_CHECK(&bg, r.exited && r.exit_code == 0 && starts_with(r.out, "{\n  \"schema\": \"nebula-memory/stats\","),
+           "nebula-stats %s --json should print the dump; got exit %d, stdout '%.500s', stderr '%s'",
+           pid, r.exit_code, r.out, r.err);
+  nm_result_free(&r);
+  BG_CHECK(&bg, bg_running(&bg), "the program should go on after the dump");
+  char *other = path_in(dir, "elsewhere.json");
+  BG_CHECK(&bg, access(other, F_OK) != 0, "%s written: STATS_FILE is not a key", other);
+  free(other);
+  kill(bg.pid, SIGTERM);
+  bg_finish(&bg, TIMEOUT_S);
+  bg_expect_exit0(&bg);
+  bg_free(&bg);
+  nm_tmpdir_remove(dir);
+  free(dir);
 }
