@@ -610,22 +610,6 @@ static void nm_stats_on_signal(int sig) {
   nm_stats_dump();   /* keeps errno */
 }
 
-/* Whether NEBULA_MEM_CONFIG asks for statistics (nm_config_t.stats_asked): read again
- * from environ here, as the preload read it (its first NEBULA_MEM_CONFIG), since nm_route
- * does not carry it. Problems were reported when the preload read it: none again. */
-static bool nm_stats_asked(void) {
-  extern char **environ;
-  static const char name[] = "NEBULA_MEM_CONFIG=";
-  const char *text = NULL;
-  for (char **e = environ; e != NULL && *e != NULL && text == NULL; e++)
-    if (strncmp(*e, name, sizeof name - 1) == 0) text = *e + sizeof name - 1;
-  if (text == NULL) return false;
-  nm_config_t cfg;
-  nm_config_defaults(&cfg);
-  nm_config_parse(text, &cfg, NULL, 0);
-  return cfg.stats_asked;
-}
-
 /* The handler goes in only when statistics were asked for, and only over the default action:
  * an inherited SIG_IGN stays, and so does a handler installed before ours (a library's
  * constructor that ran first), each said once on stderr. */
@@ -637,7 +621,7 @@ void nm_stats_install(void) {
   case NM_STATS_SIGUSR2: sig = SIGUSR2; name = "USR2"; break;
   default: return;
   }
-  if (!nm_stats_asked()) return;
+  if (!nm_route.stats_asked) return;   /* NEBULA_MEM_CONFIG named no stats key */
   struct sigaction old;
   if (sigaction(sig, NULL, &old) != 0) return;
   if (old.sa_handler != SIG_DFL) {   /* sa_sigaction shares the field; SIG_DFL is 0 */

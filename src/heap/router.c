@@ -119,6 +119,7 @@ void nm_route_from_config(const nm_config_t *cfg, nm_route_t *route) {
   route->stats = (uint8_t)cfg->stats;
   route->stats_signal = (uint8_t)cfg->stats_signal;
   route->stats_format = (uint8_t)cfg->stats_format;
+  route->stats_asked = cfg->stats_asked;
   memcpy(route->stats_file, cfg->stats_file, sizeof route->stats_file);
   route->range_count = cfg->range_count;
   memcpy(route->ranges, cfg->ranges, sizeof route->ranges);

@@ -41,6 +41,7 @@ typedef struct nm_route_s {
   uint8_t stats;                  /* nm_stats_when_t */
   uint8_t stats_signal;           /* nm_stats_signal_t */
   uint8_t stats_format;           /* nm_stats_format_t */
+  bool stats_asked;               /* a stats key was given: the signal handler goes in */
   char stats_file[NM_CONFIG_PATH_MAX];
 } nm_route_t;
 
