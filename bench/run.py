@@ -78,6 +78,9 @@ def parse_args():
     ap.add_argument("--no-lib", action="store_true", help="skip the library allocators' benchmark")
     ap.add_argument("--results-dir", default=os.path.join(ROOT, "bench", "results"), help="raw JSON goes here")
     ap.add_argument("--timeout", type=float, default=300, help="seconds before one run counts as failed")
+    ap.add_argument("--pair-instructions", action="store_true",
+                    help="run nothing else: print instructions per malloc(64)+free pair for each "
+                         "allocator (cachegrind), as a markdown table")
     ap.add_argument("--from-json", metavar="FILE",
                     help="run nothing: print the tables of an earlier run's raw JSON (and write --out if given)")
     args = ap.parse_args()
@@ -89,7 +92,7 @@ def parse_args():
     args.nebula = os.path.abspath(args.nebula or os.path.join(build, "preload", "libnebula_preload.so"))
     args.nebula_nocounters = os.path.abspath(
         args.nebula_nocounters or os.path.join(build.rstrip("/") + "-nocounters", "preload", "libnebula_preload.so"))
-    if args.out is None and not args.quick and not args.from_json:
+    if args.out is None and not args.quick and not args.from_json and not args.pair_instructions:
         args.out = os.path.join(ROOT, "docs", "benchmarks.md")
     return args
 
@@ -231,6 +234,54 @@ def count_instructions(args, workload, env):
     if p.returncode != 0 or not counts:
         return None
     return int(counts[-1].replace(",", ""))
+
+
+def pair_instructions(args, allocs, size=64, ops=(200000, 400000)):
+    """{allocator: instructions per malloc(size)+free pair}: cachegrind counts of pairs-SIZE
+    at two op counts, differenced, so start-up and exit cancel out. Deterministic."""
+    out = {}
+    for name, env in allocs:
+        counts = []
+        for n in ops:
+            a = argparse.Namespace(**vars(args))
+            a.quick = False
+            c = count_instructions_ops(a, "pairs-%d" % size, env, n)
+            counts.append(c)
+        out[name] = None if None in counts else round((counts[1] - counts[0]) / (ops[1] - ops[0]), 1)
+        print("pair instructions  %-18s %s" % (name, out[name]), file=sys.stderr, flush=True)
+    return out
+
+
+def count_instructions_ops(args, workload, env, ops):
+    """count_instructions for an explicit op count."""
+    if shutil.which("valgrind") is None:
+        return None
+    cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+           "--trace-children=yes", "env"] + ["%s=%s" % kv for kv in env.items()] + [
+           args.bench_bin, workload, str(ops)]
+    try:
+        p = subprocess.run(cmd, env=clean_env(), capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return None
+    counts = IREFS_RE.findall(p.stderr)
+    if p.returncode != 0 or not counts:
+        return None
+    return int(counts[-1].replace(",", ""))
+
+
+PAIR_TITLE = "Instructions per malloc(64)+free pair (cachegrind)"
+PAIR_NOTE = ("pairs-64 at 200,000 and 400,000 pairs under valgrind's cachegrind, differenced: the same "
+             "count on every run, whatever else the machine does. nebula-throughput serves 64 bytes "
+             "from bump regions; both nebula columns include every production free check "
+             "(docs/diagnostics.md, \"Heap misuse\").")
+
+
+def pair_table(pairs):
+    """Markdown: instructions per malloc(64)+free pair, per allocator."""
+    rows = ["| allocator | instructions per malloc(64)+free pair |", "|---|---|"]
+    for name, n in pairs.items():
+        rows.append("| %s | %s |" % (name, "-" if n is None else "%.1f" % n))
+    return "\n".join(rows)
 
 
 def measure_counter_instructions(args, workloads, allocs):
@@ -522,6 +573,8 @@ def render_markdown(meta, summary, workloads, allocs, notes, lib=None):
         lines.append("")
     for title, table in tables(summary, workloads, allocs):
         lines += ["## " + title, "", table, ""]
+    if meta.get("pairs"):
+        lines += ["## " + PAIR_TITLE, "", PAIR_NOTE, "", pair_table(meta["pairs"]), ""]
     if lib_table(lib):
         lines += ["## Library allocators against malloc", "", lib_table(lib), ""]
     lines.append(HOW_TO_READ)
@@ -531,6 +584,8 @@ def render_markdown(meta, summary, workloads, allocs, notes, lib=None):
 def report(meta, summary, workloads, names, notes, out, lib=None):
     for title, table in tables(summary, workloads, names):
         print("\n" + title + "\n" + table)
+    if meta.get("pairs"):
+        print("\n" + PAIR_TITLE + "\n" + pair_table(meta["pairs"]))
     if lib_table(lib):
         print("\nLibrary allocators against malloc\n" + lib_table(lib))
     for n in notes:
@@ -568,6 +623,9 @@ def main():
         print("note: " + n, file=sys.stderr)
     if not allocs:
         sys.exit("run.py: no allocator to run")
+    if args.pair_instructions:
+        print(pair_table(pair_instructions(args, allocs)))
+        return 0
     names = [n for n, _ in allocs]
 
     command = os.environ.get("NM_BENCH_COMMAND") or " ".join(
@@ -602,6 +660,8 @@ def main():
                       file=sys.stderr, flush=True)
 
     instructions = measure_counter_instructions(args, workloads, allocs)
+    if not args.quick:
+        meta["pairs"] = pair_instructions(args, allocs)
     lib = run_lib(args, allocs)
     meta["loadavg_end"] = loadavg()
     summary = summarise(records, workloads, names, instructions)
