@@ -94,7 +94,7 @@ struct nm_page_s {
   /* Block-start check in one multiply (Lemire's divisibility test): an offset from start
    * is the start of a carved block iff offset * div_magic < div_limit. */
   uint64_t div_magic;
-  uint64_t div_limit;
+  uint64_t div_limit;           /* grows as the owner carves (atomic stores); others load it atomically */
   uint32_t capacity;            /* blocks carved into the free list so far (bump: bytes) */
   uint32_t reserved;            /* blocks the page can hold (bump: bytes) */
   /* Second line: slow paths and other threads. */

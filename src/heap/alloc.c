@@ -216,7 +216,9 @@ static NM_COLD int nm_bump_misuse_kind(nm_page_t *pg, const uint8_t *u) {
 
 static int nm_bump_block_check(nm_page_t *pg, void *p) {
   uint8_t *u = p;
-  if (pg->slice_count == 0 || u < pg->start + NM_BUMP_HEADER || u > pg->start + pg->capacity)
+  /* reserved, not the cursor: another thread's free must not read what the owner moves;
+   * the tag settles it. */
+  if (pg->slice_count == 0 || u < pg->start + NM_BUMP_HEADER || u > pg->start + pg->reserved)
     return NM_BAD_NO_BLOCK;
   if (((uintptr_t)u & (NM_ALIGN - 1)) == 0 && *nm_bump_tag(p) == (uintptr_t)pg) return -1;
   return nm_bump_misuse_kind(pg, u);

@@ -50,7 +50,7 @@ static inline bool nm_free_fast(void *p) {
   uintptr_t other = atomic_load_explicit(&pg->owner, memory_order_relaxed) ^ (uintptr_t)nm_tls_heap;
   nm_block_t *b = p;
   if (NM_LIKELY(other == 0)) {
-    if (NM_LIKELY(nm_page_is_block(pg, p) && b->tag != (uintptr_t)pg)) {
+    if (NM_LIKELY(nm_page_is_block_owner(pg, p) && b->tag != (uintptr_t)pg)) {
       b->next = pg->free;
       b->tag = (uintptr_t)pg;
       pg->free = b;

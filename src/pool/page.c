@@ -23,7 +23,7 @@ void nm_page_init(nm_page_t *pg, nm_heap_t *h, unsigned class_idx, uint32_t bloc
    * any other offset below 2^32 to at least magic (Lemire, Kaser, Kurz 2019), so "below
    * capacity * e" says "a block start, and carved". */
   pg->div_magic = UINT64_MAX / block_size + 1 + ((block_size & (block_size - 1)) == 0);
-  pg->div_limit = 0;
+  __atomic_store_n(&pg->div_limit, 0, __ATOMIC_RELAXED);
   pg->free = NULL;
   atomic_store_explicit(&pg->thread_free, NULL, memory_order_relaxed);
   nm_page_extend(pg);
@@ -46,7 +46,8 @@ bool nm_page_extend(nm_page_t *pg) {
   ((nm_block_t *)p)->tag = (uintptr_t)pg;
   pg->free = (nm_block_t *)first;
   pg->capacity += n;
-  pg->div_limit = (uint64_t)pg->capacity * (pg->div_magic * pg->block_size);
+  __atomic_store_n(&pg->div_limit, (uint64_t)pg->capacity * (pg->div_magic * pg->block_size),
+                   __ATOMIC_RELAXED);
   return true;
 }
 

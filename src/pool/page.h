@@ -33,8 +33,16 @@ static inline void nm_page_flags_clear(nm_page_t *pg, uint8_t bits) {
   atomic_store_explicit(&pg->owner, o & ~(uintptr_t)bits, memory_order_relaxed);
 }
 
-/* True if p - pg->start is the start of a block carved so far (see nm_page_t.div_magic). */
+/* True if p - pg->start is the start of a block carved so far (see nm_page_t.div_magic).
+ * Any thread. */
 static inline bool nm_page_is_block(const nm_page_t *pg, const void *p) {
+  uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)pg->start);
+  return off * pg->div_magic < __atomic_load_n(&pg->div_limit, __ATOMIC_RELAXED);
+}
+
+/* The same, for the page's owner thread only: it is the one writer of div_limit, so a
+ * plain load (which the compiler folds into the compare) is no race. */
+static inline bool nm_page_is_block_owner(const nm_page_t *pg, const void *p) {
   uint64_t off = (uint64_t)((uintptr_t)p - (uintptr_t)pg->start);
   return off * pg->div_magic < pg->div_limit;
 }
