@@ -80,6 +80,7 @@ static void remove_made_dirs(void) {
 }
 
 TestSuite(secure, .fini = remove_made_dirs);
+TestSuite(deepbind, .fini = remove_made_dirs);
 
 /* A fresh directory /tmp/nebula-it-host-<tag>-XXXXXX (the prefix nm_tmpdir_remove accepts) with the given mode (umask aside). */
 static char *make_dir(const char *tag, mode_t mode) {
@@ -302,6 +303,247 @@ Test(secure, file_capabilities_ignore_config) {
     cr_skip_test("cannot give %s file capabilities here: %s", c.exe, strerror(e));
   }
   secure_run_creates_nothing(&c, dir, "file capability cap_dac_override, run as nobody");
+}
+
+/* ------------------------------------------------------------------ deepbind */
+
+static bool has_line(const char *out, const char *line) {
+  size_t n = strlen(line);
+  for (const char *p = out; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+    if (strncmp(p, line, n) == 0 && (p[n] == '\n' || p[n] == '\0')) return true;
+  return false;
+}
+
+/* The value of "key=" on its own line in out (static buffer), or "". */
+static const char *line_value(const char *out, const char *key) {
+  static char v[4096];
+  size_t n = strlen(key);
+  v[0] = '\0';
+  for (const char *p = out; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+    if (strncmp(p, key, n) == 0 && p[n] == '=') {
+      const char *e = strchr(p + n + 1, '\n');
+      size_t len = e ? (size_t)(e - p - n - 1) : strlen(p + n + 1);
+      snprintf(v, sizeof v, "%.*s", (int)len, p + n + 1);
+      break;
+    }
+  return v;
+}
+
+typedef struct deep_run {
+  const char *const *argv;
+  bool preload;
+  const char *config;          /* NEBULA_MEM_CONFIG; NULL: unset */
+  const char *cwd;
+  const char *const *env;
+  const char *what;
+} deep_run_t;
+
+/* Runs nm_host_deep; asserts exit 0 and (preloaded) an empty stderr; returns its stdout. */
+static char *deep(const deep_run_t *r) {
+  /* meson test sets LD_LIBRARY_PATH to the build directories, where glibc would find the
+   * plugin before any run path: empty, it is ignored. */
+  static const char *const no_config_env[] = { "NEBULA_MEM_CONFIG=", "LD_LIBRARY_PATH=", NULL };
+  static const char *const config_env[] = { "LD_LIBRARY_PATH=", NULL };
+  nm_cmd_t cmd = { .argv = r->argv, .preload = r->preload, .config = r->config, .cwd = r->cwd,
+                   .env = r->env ? r->env : r->config ? config_env : no_config_env, .timeout_s = 60 };
+  nm_result_t res;
+  cr_assert(nm_run(&cmd, &res), "%s: could not start %s", r->what, r->argv[0]);
+  char status[128];
+  char args[1024] = "";
+  for (const char *const *a = r->argv; *a; a++) {
+    strncat(args, *a, sizeof args - strlen(args) - 2);
+    strncat(args, " ", sizeof args - strlen(args) - 1);
+  }
+  cr_assert(res.exited && res.exit_code == 0,
+            "%s: %s%sNEBULA_MEM_CONFIG=%s %s-> %s\nstdout:\n%s\nstderr:\n%s", r->what,
+            r->preload ? "LD_PRELOAD=<preload> " : "", r->cwd ? "(in the copied layout) " : "",
+            r->config ? r->config : "", args, nm_result_status(&res, status, sizeof status),
+            res.out, nm_tail(res.err, res.err_len, 3000));
+  if (r->preload)
+    cr_expect_eq(res.err_len, 0, "%s (NEBULA_MEM_CONFIG=%s %s): the preload wrote to stderr:\n%s",
+                 r->what, r->config ? r->config : "", args, nm_tail(res.err, res.err_len, 3000));
+  char *out = strdup(res.out);
+  nm_result_free(&res);
+  return out;
+}
+
+static void expect_deep_facts(const char *out, const char *what, int helper, bool cxx) {
+  char want[32];
+  snprintf(want, sizeof want, "helper=%d", helper);
+  cr_expect(has_line(out, want), "%s: expected %s:\n%s", what, want, out);
+  static const char *const facts[] = { "malloc_address=global", "free_address=global",
+                                       "data_malloc_address=global", "data_free_address=global",
+                                       "dep_malloc_address=global", "crossing=ok" };
+  for (size_t i = 0; i < sizeof facts / sizeof facts[0]; i++)
+    cr_expect(has_line(out, facts[i]), "%s: expected %s:\n%s", what, facts[i], out);
+  if (cxx) cr_expect(has_line(out, "containers=69500"), "%s: the C++ containers:\n%s", what, out);
+}
+
+/* Both plugins, bound now and lazily, under one NEBULA_MEM_CONFIG. */
+static void deep_under(const char *config) {
+  const char *plugins[2] = { nm_env_required("NM_HOST_PLUGIN"), nm_env_required("NM_HOST_PLUGIN_CXX") };
+  static const char *const hows[] = { "now", "lazy" };
+  for (int p = 0; p < 2; p++)
+    for (int h = 0; h < 2; h++) {
+      const char *argv[] = { nm_env_required("NM_HOST_DEEP"), "check", plugins[p], hows[h], NULL };
+      char what[256];
+      snprintf(what, sizeof what, "%s plugin, RTLD_%s | RTLD_DEEPBIND, NEBULA_MEM_CONFIG=%s",
+               p ? "C++" : "C", h ? "LAZY" : "NOW", config ? config : "(unset)");
+      deep_run_t r = { .argv = argv, .preload = true, .config = config, .what = what };
+      char *out = deep(&r);
+      expect_deep_facts(out, what, 2, p == 1);
+      free(out);
+    }
+}
+
+Test(deepbind, control_without_preload) {
+  const char *plugins[2] = { nm_env_required("NM_HOST_PLUGIN"), nm_env_required("NM_HOST_PLUGIN_CXX") };
+  for (int p = 0; p < 2; p++) {
+    const char *argv[] = { nm_env_required("NM_HOST_DEEP"), "check", plugins[p], "now", NULL };
+    deep_run_t r = { .argv = argv, .what = p ? "C++ plugin, no preload" : "C plugin, no preload" };
+    char *out = deep(&r);
+    expect_deep_facts(out, r.what, 2, p == 1);
+    free(out);
+  }
+}
+
+Test(deepbind, default_config) { deep_under(NULL); }
+Test(deepbind, strategy_balanced) { deep_under("strategy=balanced"); }
+Test(deepbind, strategy_throughput) { deep_under("strategy=throughput"); }
+Test(deepbind, strategy_compact) { deep_under("strategy=compact"); }
+Test(deepbind, strategy_system) { deep_under("strategy=system"); }
+Test(deepbind, preset_development) { deep_under("preset=development"); }
+
+/* With process_vm_writev refused (seccomp), the rewrite still reaches slots in RELRO pages
+ * (the GLOB_DAT of &malloc) and in writable ones (lazy JUMP_SLOTs, the data pointer). */
+Test(deepbind, without_process_vm_writev) {
+  static const char *const hows[] = { "now", "lazy" };
+  for (int h = 0; h < 2; h++) {
+    const char *argv[] = { nm_env_required("NM_HOST_NOSCALL"), nm_env_required("NM_HOST_DEEP"), "check",
+                           nm_env_required("NM_HOST_PLUGIN_CXX"), hows[h], NULL };
+    char what[128];
+    snprintf(what, sizeof what, "C++ plugin, RTLD_%s | RTLD_DEEPBIND, process_vm_writev refused",
+             h ? "LAZY" : "NOW");
+    deep_run_t r = { .argv = argv, .preload = true, .what = what };
+    char *out = deep(&r);
+    expect_deep_facts(out, what, 2, true);
+    free(out);
+  }
+}
+
+Test(deepbind, without_the_flag_unchanged) {
+  const char *argv[] = { nm_env_required("NM_HOST_DEEP"), "check", nm_env_required("NM_HOST_PLUGIN"),
+                         "plain", NULL };
+  deep_run_t r = { .argv = argv, .preload = true, .what = "RTLD_NOW without RTLD_DEEPBIND" };
+  char *out = deep(&r);
+  expect_deep_facts(out, r.what, 1, false);
+  free(out);
+}
+
+/* The build's programs copied into an installed-like layout:
+ *   bin/nm_host_deep                    DT_RUNPATH $ORIGIN/../plugins
+ *   plugins/libnm_host_plugin.so        DT_RUNPATH $ORIGIN/dep
+ *   plugins/dep/libnm_host_dep.so
+ *   lib/libnm_host_loader.so            DT_RUNPATH $ORIGIN/../loaded
+ *   loaded/libnm_host_plugin.so, loaded/dep/libnm_host_dep.so */
+static char *layout(void) {
+  char *t = make_dir("layout", 0755);
+  static const char *const dirs[] = { "bin", "plugins", "plugins/dep", "lib", "loaded", "loaded/dep" };
+  for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+    char *d = join(t, dirs[i]);
+    cr_assert(mkdir(d, 0755) == 0, "mkdir %s: %s", d, strerror(errno));
+    free(d);
+  }
+  static const char *const files[][2] = {
+    { "NM_HOST_DEEP", "bin/nm_host_deep" },
+    { "NM_HOST_PLUGIN", "plugins/libnm_host_plugin.so" },
+    { "NM_HOST_DEP", "plugins/dep/libnm_host_dep.so" },
+    { "NM_HOST_LOADER", "lib/libnm_host_loader.so" },
+    { "NM_HOST_PLUGIN", "loaded/libnm_host_plugin.so" },
+    { "NM_HOST_DEP", "loaded/dep/libnm_host_dep.so" },
+  };
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    char *to = join(t, files[i][1]);
+    copy_file(nm_env_required(files[i][0]), to, 0755);
+    free(to);
+  }
+  return t;
+}
+
+/* Runs the copied program plain (the control: glibc finds the plugin) and preloaded; both
+ * must load the plugin from `want_dir` (relative to the layout) and see the same facts. */
+static void layout_case(const char *t, const char *const *args, const char *want_dir, int helper,
+                        const char *const *env, const char *cwd, const char *what) {
+  char *exe = join(t, "bin/nm_host_deep");
+  const char *argv[8] = { exe };
+  size_t n = 1;
+  for (; args[n - 1]; n++) argv[n] = args[n - 1];
+  argv[n] = NULL;
+  char *want = join(t, want_dir);
+  for (int pre = 0; pre < 2; pre++) {
+    char w[256];
+    snprintf(w, sizeof w, "%s, %s", what, pre ? "preloaded" : "plain (control)");
+    deep_run_t r = { .argv = argv, .preload = pre == 1, .env = env, .cwd = cwd, .what = w };
+    char *out = deep(&r);
+    expect_deep_facts(out, w, helper, false);
+    const char *file = line_value(out, "plugin_file");
+    char *abs = file[0] == '/' || !cwd ? strdup(file) : join(cwd, file);
+    char real_file[4096], real_want[4096];
+    cr_assert(realpath(abs, real_file) != NULL, "%s: plugin_file '%s':\n%s", w, file, out);
+    free(abs);
+    cr_assert(realpath(want, real_want) != NULL);
+    cr_expect(strncmp(real_file, real_want, strlen(real_want)) == 0 &&
+                  real_file[strlen(real_want)] == '/' && !strchr(real_file + strlen(real_want) + 1, '/'),
+              "%s: the plugin was loaded from %s, expected from %s/", w, real_file, real_want);
+    free(out);
+  }
+  free(want);
+  free(exe);
+}
+
+Test(deepbind, bare_name_through_the_programs_runpath) {
+  char *t = layout();
+  const char *args[] = { "check", "libnm_host_plugin.so", "now", NULL };
+  layout_case(t, args, "plugins", 2, NULL, NULL, "dlopen(\"libnm_host_plugin.so\", RTLD_DEEPBIND) from bin/");
+  const char *lazy[] = { "check", "libnm_host_plugin.so", "lazy", NULL };
+  layout_case(t, lazy, "plugins", 2, NULL, NULL, "the same, RTLD_LAZY");
+  const char *plain[] = { "check", "libnm_host_plugin.so", "plain", NULL };
+  layout_case(t, plain, "plugins", 1, NULL, NULL, "the same without RTLD_DEEPBIND");
+}
+
+Test(deepbind, origin_in_the_path) {
+  char *t = layout();
+  const char *args[] = { "check", "$ORIGIN/../plugins/libnm_host_plugin.so", "now", NULL };
+  layout_case(t, args, "plugins", 2, NULL, NULL, "dlopen(\"$ORIGIN/../plugins/...\", RTLD_DEEPBIND)");
+  const char *braces[] = { "check", "${ORIGIN}/../loaded/libnm_host_plugin.so", "now", NULL };
+  layout_case(t, braces, "loaded", 2, NULL, NULL, "dlopen(\"${ORIGIN}/../loaded/...\", RTLD_DEEPBIND)");
+}
+
+Test(deepbind, bare_name_through_a_librarys_runpath) {
+  char *t = layout();
+  char *loader = join(t, "lib/libnm_host_loader.so");
+  const char *args[] = { "loader", loader, "libnm_host_plugin.so", "now", NULL };
+  layout_case(t, args, "loaded", 2, NULL, NULL,
+              "dlopen(\"libnm_host_plugin.so\", RTLD_DEEPBIND) from lib/libnm_host_loader.so");
+  free(loader);
+}
+
+Test(deepbind, bare_name_through_ld_library_path) {
+  char *t = layout();
+  char *plugins = join(t, "loaded");
+  char *lp = malloc(strlen(plugins) + 32);
+  sprintf(lp, "LD_LIBRARY_PATH=%s", plugins);
+  const char *env[] = { lp, "NEBULA_MEM_CONFIG=", NULL };
+  const char *args[] = { "check", "libnm_host_plugin.so", "now", NULL };
+  layout_case(t, args, "loaded", 2, env, NULL, "LD_LIBRARY_PATH=loaded/ (searched before DT_RUNPATH)");
+  free(lp);
+  free(plugins);
+}
+
+Test(deepbind, relative_path) {
+  char *t = layout();
+  const char *args[] = { "check", "./loaded/libnm_host_plugin.so", "now", NULL };
+  layout_case(t, args, "loaded", 2, NULL, t, "dlopen(\"./loaded/...\", RTLD_DEEPBIND) in the layout's directory");
 }
 
 /* ------------------------------------------------------------------ config_bytes */
