@@ -1,5 +1,7 @@
 /* NEBULA_MEM_CONFIG at start-up: read from environ directly (no getenv, no malloc), parsed
- * by the one parser (src/config), problems written to stderr with raw write(2). */
+ * by the one parser (src/config), problems written to stderr with raw write(2). Ignored
+ * entirely in a secure process (AT_SECURE), as glibc ignores its malloc tunables there. */
+#include <sys/auxv.h>
 #include <unistd.h>
 
 #include "config/config.h"
@@ -21,6 +23,12 @@ const char *nm_preload_env(const char *name) {
   return NULL;
 }
 
+/* The kernel sets AT_SECURE when the program gained privileges at exec: setuid or setgid
+ * (effective ids differ from the real ones), file capabilities, or an LSM's say. glibc
+ * reads the same flag (__libc_enable_secure). getauxval reads the auxiliary vector ld.so
+ * saved: no allocation, usable before malloc works. */
+bool nm_preload_secure(void) { return getauxval(AT_SECURE) != 0; }
+
 static void nm_config_say(const char *what) {
   char storage[256];
   nm_buf_t b = NM_BUF(storage);
@@ -32,6 +40,11 @@ static void nm_config_say(const char *what) {
 
 void nm_preload_read_config(nm_config_t *cfg) {
   nm_config_defaults(cfg);
+  /* In a secure process the environment belongs to a less privileged user: stats_file would
+   * let them create or append to any file as the program's owner, strict=1 would let them
+   * stop it, budget= starve it. Silently, as glibc does with GLIBC_TUNABLES' malloc keys
+   * (and nothing of the variable is echoed to stderr). */
+  if (nm_preload_secure()) return;
   const char *text = nm_preload_env("NEBULA_MEM_CONFIG");
   if (text == NULL || *text == 0) return;
   nm_config_problem_t problems[NM_CONFIG_PROBLEMS_SHOWN];

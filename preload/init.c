@@ -53,7 +53,9 @@ bool nm_preload_ensure(void) {
     nm_route_from_config(&cfg, &route);
     nm_runtime_init(&route);
     nm_guard_init();
-    nm_stats_install();
+    /* No statistics signal in a secure process: whoever may signal it (its real user) would
+     * otherwise make a privileged program write its heap statistics to stderr. */
+    if (!nm_preload_secure()) nm_stats_install();
     if (cfg.strategy != NM_STRATEGY_SYSTEM) nm_preload_tune_system();
     nm_preload_initialising = 0;
     atomic_store(&nm_preload_state, 2);

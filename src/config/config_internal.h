@@ -85,8 +85,11 @@ void nm_config_foreach_item(const char *text, nm_item_fn fn, void *arg);
 nm_buf_t nm_problem_begin(nm_parse_ctx_t *ctx, nm_span_t key);
 void nm_problem_end(nm_buf_t *b);
 
-/* 'text': user text quoted, at most NM_QUOTE_MAX characters (then "..."), control characters
- * escaped as \xNN so that a message stays one line. */
+/* 'text': user text quoted, at most NM_QUOTE_MAX bytes (then "..."). Only printable ASCII
+ * is copied: a backslash is written \\, every other byte (control characters, DEL, 0x80 to
+ * 0xff) \xNN, so a message stays one line of plain ASCII whatever bytes the user gave
+ * (terminal escapes, invalid UTF-8). A message cut at its end never ends in half an
+ * escape. */
 #define NM_QUOTE_MAX 40
 void nm_buf_quoted(nm_buf_t *b, nm_span_t s);
 /* a|b|c */

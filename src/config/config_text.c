@@ -216,20 +216,39 @@ nm_buf_t nm_problem_begin(nm_parse_ctx_t *ctx, nm_span_t key) {
 
 void nm_problem_end(nm_buf_t *b) { b->data[b->len] = '\0'; }
 
-void nm_buf_quoted(nm_buf_t *b, nm_span_t s) {
+/* One byte of user text as it appears in a message: printable ASCII as itself, a backslash
+ * doubled, anything else (control characters, DEL, every byte from 0x80: raw non-UTF-8
+ * bytes, C1 controls, the bytes of valid UTF-8 too) as \xNN. Output is all-or-nothing: when
+ * the escape does not fit, the buffer is closed (cap = len) so that a cut message never ends
+ * in half an escape and nothing is appended after the cut. */
+static void quoted_byte(nm_buf_t *b, unsigned char c) {
   static const char hex[] = "0123456789abcdef";
+  char e[4];
+  size_t n;
+  if (c == '\\') {
+    e[0] = e[1] = '\\';
+    n = 2;
+  } else if (c < 0x20 || c >= 0x7f) {
+    e[0] = '\\';
+    e[1] = 'x';
+    e[2] = hex[c >> 4];
+    e[3] = hex[c & 15];
+    n = 4;
+  } else {
+    e[0] = (char)c;
+    n = 1;
+  }
+  if (b->cap - b->len < n) {
+    b->cap = b->len;
+    return;
+  }
+  for (size_t i = 0; i < n; i++) b->data[b->len++] = e[i];
+}
+
+void nm_buf_quoted(nm_buf_t *b, nm_span_t s) {
   size_t n = s.n <= NM_QUOTE_MAX ? s.n : NM_QUOTE_MAX;
   nm_buf_char(b, '\'');
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s.p[i];
-    if (c < 0x20 || c == 0x7f) {
-      nm_buf_str(b, "\\x");
-      nm_buf_char(b, hex[c >> 4]);
-      nm_buf_char(b, hex[c & 15]);
-    } else {
-      nm_buf_char(b, (char)c);
-    }
-  }
+  for (size_t i = 0; i < n; i++) quoted_byte(b, (unsigned char)s.p[i]);
   if (n < s.n) nm_buf_str(b, "...");
   nm_buf_char(b, '\'');
 }

@@ -329,6 +329,42 @@ Test(config, long_and_odd_text_is_bounded) {
           "bad value 'o\\x0an' for 'junk': expected 1|0|on|off|true|false|yes|no (did you mean 'on'?)");
   problem("junk=\x01", "junk", "bad value '\\x01' for 'junk': expected 1|0|on|off|true|false|yes|no");
 
+  /* So are bytes outside printable ASCII, and a backslash is doubled: raw non-UTF-8 bytes
+   * and terminal escapes (ESC, C1 controls such as \x9b) never reach a terminal, and the
+   * message reads the same in every locale. */
+  problem("junk=\xff", "junk", "bad value '\\xff' for 'junk': expected 1|0|on|off|true|false|yes|no");
+  problem("junk=\x1b[31mred", "junk",
+          "bad value '\\x1b[31mred' for 'junk': expected 1|0|on|off|true|false|yes|no");
+  problem("junk=\xc2\x9b" "2J", "junk",
+          "bad value '\\xc2\\x9b2J' for 'junk': expected 1|0|on|off|true|false|yes|no");
+  problem("junk=caf\xc3\xa9", "junk",
+          "bad value 'caf\\xc3\\xa9' for 'junk': expected 1|0|on|off|true|false|yes|no");
+  problem("junk=a\\x41", "junk",
+          "bad value 'a\\\\x41' for 'junk': expected 1|0|on|off|true|false|yes|no");
+  problem("\xfe\x1b]0;t\x07=1", "\xfe\x1b]0;t\x07", "unknown key '\\xfe\\x1b]0;t\\x07'");
+  problem("route=0-\xff:pool", "route",
+          "bad size '\\xff' in route range '0-\\xff:pool': " "expected a number with optional K, M, G, T suffix");
+  /* Messages cut at their end (both quotes full of escapes, the cut falling at each offset
+   * of an escape) hold only printable ASCII and whole escapes. */
+  for (int pad = 0; pad < 4; pad++) {
+    char t[128];
+    int len = snprintf(t, sizeof t, "route=0-%.*s", pad, "1111");
+    memset(t + len, 0xff, 40);
+    memcpy(t + len + 40, ":pool", 6);
+    parsed_t q = parse(t);
+    cr_assert_geq(q.n, 1);
+    const char *m = q.p[0].message, *bad = NULL;
+    for (size_t i = 0; m[i] && !bad; i++) {
+      unsigned char c = (unsigned char)m[i];
+      if (c < 0x20 || c >= 0x7f) bad = m + i;
+      else if (c == '\\' && m[i + 1] == '\\') i++;
+      else if (c == '\\' && (m[i + 1] != 'x' || !m[i + 2] || !m[i + 3])) bad = m + i;
+      else if (c == '\\') i += 3;
+    }
+    cr_expect_null(bad, "pad %d: raw byte or broken escape at offset %td of '%s'", pad,
+                   bad ? bad - m : 0, m);
+  }
+
   /* A long value in a message is cut. */
   static char v[4096];
   memset(v, 'x', sizeof v - 1);
