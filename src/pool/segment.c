@@ -176,6 +176,8 @@ void nm_segment_page_free(nm_heap_t *h, nm_page_t *pg) {
   uint64_t run = (n >= 64) ? NM_ALL_SLICES : (((uint64_t)1 << n) - 1);
   pg->slice_count = 0;
   pg->heap = NULL;
+  /* No thread's fast path may take it for its own any more: a free into it is a misuse. */
+  atomic_store_explicit(&pg->owner, 0, memory_order_relaxed);
   s->free_mask |= run << at;
   s->dirty_mask |= run << at;
   h->dirty_bytes += (size_t)n << NM_SLICE_SHIFT;

@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #endif
 #include <dlfcn.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -116,6 +117,12 @@ int main(int argc, char **argv) {
     nm_misuse_bad_free(g + 16);
   } else if (strcmp(s, "double") == 0) {
     free(p);
+    nm_misuse_bad_free(p);
+  } else if (strcmp(s, "double-trimmed") == 0) {
+    /* malloc_trim gives the freed memory back (zero pages): the second free must still be
+     * refused, with no tag left in the block to go by. */
+    free(p);
+    malloc_trim(0);
     nm_misuse_bad_free(p);
   } else if (strcmp(s, "double-older") == 0) {
     /* Not the block freed last: others were freed after it. */

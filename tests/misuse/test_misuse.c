@@ -153,6 +153,7 @@ static void check_scenario(const char *config, const char *scenario) {
   Test(misuse_##name, glibc_interior) { check_scenario(config, "glibc-interior"); }          \
   Test(misuse_##name, double_free) { check_scenario(config, "double"); }                     \
   Test(misuse_##name, double_free_older) { check_scenario(config, "double-older"); }         \
+  Test(misuse_##name, double_free_after_trim) { check_scenario(config, "double-trimmed"); }  \
   Test(misuse_##name, double_free_remote_then_local) { check_scenario(config, "double-remote"); } \
   Test(misuse_##name, double_free_local_then_remote) { check_scenario(config, "double-by-other"); } \
   Test(misuse_##name, realloc_freed) { check_scenario(config, "realloc-freed"); }            \
