@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/lock.h"
+
 #define NM_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define NM_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define NM_NOINLINE    __attribute__((noinline))
@@ -117,6 +119,10 @@ struct nm_segment_s {
   uint64_t free_mask;           /* slices not in a page */
   uint64_t dirty_mask;          /* free slices whose memory may still be resident */
   uint64_t aged_mask;           /* dirty slices already dirty at the heap's last purge tick */
+  /* Slices mapped (bit 0, the header, always). All of them, but under address-space
+   * pressure: then a segment is mapped a few slices at a time, and its free slices are
+   * unmapped; a slice neither free nor mapped was taken by another mapping ("lost"). */
+  uint64_t mapped_mask;
   nm_page_t slices[NM_SEG_SLICES];
 };
 
@@ -172,6 +178,10 @@ struct __attribute__((aligned(64))) nm_heap_s {
   nm_page_t *bump;                      /* the bump region allocations are carved from */
   _Atomic(nm_page_t *) remote_pages;   /* pages that received remote frees */
   nm_page_queue_t avail[NM_CLASS_MAX]; /* other pages of the class with free blocks */
+  /* Segments and their free slices: taken by the owner for each page it makes or retires,
+   * and by another thread that purges this heap (a sweep of idle heaps, malloc_trim, an
+   * address-space shortage). Pages themselves are the owner's alone. */
+  nm_lock_t seg_lock;
   nm_segment_t *segments;
   nm_segment_t *seg_hint;               /* where the last page was found */
   nm_segment_t *unmap_later;            /* emptied segments a statistics reader may be in */
@@ -181,11 +191,13 @@ struct __attribute__((aligned(64))) nm_heap_s {
   uint64_t last_hard_purge_ms;
   size_t taken_bytes;                   /* slices given to pages since the last such purge */
   size_t segment_count;
+  size_t mapped_bytes;                  /* of its segments' slices that are mapped */
   size_t page_bytes;                    /* bytes of slices given to pages */
   int state;                            /* NM_HEAP_* */
   nm_heap_t *next_all;                  /* registry of every heap, for stats and fork */
   nm_heap_t *next_orphan;
   _Atomic unsigned orphan_frees;        /* remote frees queued while orphaned */
+  uint64_t orphaned_ms;                 /* when its thread left it */
   nm_heap_stats_t stats;
 };
 

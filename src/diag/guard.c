@@ -91,7 +91,7 @@ void nm_guard_init(void) {
 /* ---- raw blocks ------------------------------------------------------------------------- */
 
 static unsigned nm_backend_of(const void *p) {
-  if (!nm_segmap_contains(p)) return NM_BUDGET_SYSTEM;
+  if (!nm_segment_holds(p)) return NM_BUDGET_SYSTEM;
   return nm_segment_page_of(p)->class_idx == NM_CLASS_BUMP ? NM_BUDGET_BUMP : NM_BUDGET_POOL;
 }
 
@@ -322,7 +322,7 @@ static const char *nm_foreign_detail(const void *p) {
 /* True if p is a live guarded block (filled in *out); otherwise the misuse is reported. */
 static bool nm_check(nm_entry_t entry, void *ptr, nm_live_t *out) {
   uint8_t *p = ptr;
-  if (!nm_segmap_contains(p)) {
+  if (!nm_segment_holds(p)) {
     const char *detail = nm_foreign_detail(p);
     if (detail != NULL) {
       nm_misuse(NM_MISUSE_INVALID_FREE, entry, p, NULL, SIZE_MAX, detail, NULL);

@@ -132,18 +132,26 @@ void *nm_system_alloc_counted(size_t n, size_t alignment, bool zero) {
   return nm_system_counted(zero ? nm_system_calloc(1, n) : nm_system_malloc(n));
 }
 
-/* n bytes from the backend the router picks. A backend that cannot get memory fails the
- * request: the system backend would keep what it maps for itself, so falling back to it
- * under address-space pressure leaves less for everyone once memory is freed. */
+/* n bytes from the backend the router picks. When the OS refuses our backends a segment
+ * (RLIMIT_AS nearly used up, after every heap gave back what it could), the request goes
+ * to the next allocator, which may still fit it in what it has or in a smaller mapping:
+ * such blocks are freed back to it like any of its own. */
 static void *nm_alloc_routed(size_t n) {
   nm_heap_t *h = nm_heap_ready();
   if (NM_UNLIKELY(h == NULL)) return nm_system_malloc(n);
+  void *p;
   switch (nm_router_backend(n)) {
-  case NM_BACKEND_BUMP: return nm_bump_alloc(h, n);
-  case NM_BACKEND_POOL: return nm_pool_alloc(h, nm_router_lookup(n));
-  case NM_BACKEND_LARGE: return nm_large_alloc(h, n);
-  default: return nm_system_counted(nm_system_malloc(n));
+  case NM_BACKEND_BUMP: p = nm_bump_alloc(h, n); break;
+  case NM_BACKEND_POOL: p = nm_pool_alloc(h, nm_router_lookup(n)); break;
+  case NM_BACKEND_LARGE: p = nm_large_alloc(h, n); break;
+  default: p = NULL; break;
   }
+  if (NM_UNLIKELY(p == NULL)) p = nm_system_counted(nm_system_malloc(n));
+  if (NM_UNLIKELY(p == NULL) && nm_segment_pressure()) {
+    nm_heap_trim_others(h);   /* other heaps' free slices, unmapped, may make room */
+    p = nm_system_counted(nm_system_malloc(n));
+  }
+  return p;
 }
 
 /* fill=on: new blocks (not calloc's) hold NM_FILL_BYTE, so reads of uninitialised memory
@@ -156,7 +164,7 @@ void *nm_malloc_slow(size_t n) {
   if (NM_UNLIKELY(n > PTRDIFF_MAX)) return nm_fail(ENOMEM);
   void *p = nm_alloc_routed(n);
   if (NM_UNLIKELY(p == NULL)) return nm_fail(ENOMEM);
-  if (NM_UNLIKELY(nm_route.fill) && nm_segmap_contains(p)) nm_fill_new(p);
+  if (NM_UNLIKELY(nm_route.fill) && nm_segment_holds(p)) nm_fill_new(p);
   return p;
 }
 
@@ -265,7 +273,7 @@ static void nm_free_ours(nm_page_t *pg, void *p) {
 }
 
 void nm_free_checked(void *p) {
-  if (nm_segmap_contains(p)) nm_free_ours(nm_segment_page_of(p), p);
+  if (nm_segment_holds(p)) nm_free_ours(nm_segment_page_of(p), p);
   else nm_free_foreign(p);
 }
 
@@ -275,7 +283,7 @@ void nm_free(void *p) {
 
 /* Usable size of p for realloc, or 0 after reporting it if p is no live block. */
 static size_t nm_realloc_checked_size(void *p) {
-  if (!nm_segmap_contains(p)) return nm_foreign_checked(p, true);
+  if (!nm_segment_holds(p)) return nm_foreign_checked(p, true);
   nm_page_t *pg = nm_segment_page_of(p);
   uint8_t flags = nm_page_flags(pg);
   nm_block_t *b;
@@ -308,14 +316,14 @@ void *nm_calloc(size_t count, size_t size) {
     if (p != NULL) memset(p, 0, n);
     break;
   default:
-    p = nm_system_counted(nm_system_calloc(1, n));   /* it knows its fresh zero pages */
     break;
   }
+  if (p == NULL) p = nm_system_counted(nm_system_calloc(1, n));   /* it knows its fresh zero pages */
   return p != NULL ? p : nm_fail(ENOMEM);
 }
 
 size_t nm_usable_size(const void *p) {
-  if (nm_segmap_contains(p)) return nm_page_usable(nm_segment_page_of(p), p);
+  if (nm_segment_holds(p)) return nm_page_usable(nm_segment_page_of(p), p);
   return nm_system_usable_size((void *)p);
 }
 
@@ -331,7 +339,7 @@ void *nm_realloc(void *p, size_t n) {
   if (NM_UNLIKELY(old == 0)) return nm_fail(EINVAL);
   nm_heap_t *h = nm_heap_ready();
   nm_backend_t to = h == NULL ? NM_BACKEND_SYSTEM : nm_router_backend(n);
-  if (nm_segmap_contains(p)) {
+  if (nm_segment_holds(p)) {
     nm_page_t *pg = nm_segment_page_of(p);
     /* The last bump block grows and shrinks in place. */
     if (pg->class_idx == NM_CLASS_BUMP && h != NULL && pg->heap == h && to == NM_BACKEND_BUMP &&
@@ -342,7 +350,7 @@ void *nm_realloc(void *p, size_t n) {
     /* A large block grows in place over the free slices after it. */
     if (to == NM_BACKEND_LARGE && pg->class_idx == NM_CLASS_LARGE && pg->heap == h &&
         !(nm_page_flags(pg) & NM_PAGE_ALIGNED) && n > old &&
-        nm_segment_page_grow(h, pg, nm_large_slices(n))) {
+        nm_heap_page_grow(h, pg, nm_large_slices(n))) {
       h->stats.large_bytes_in += ((size_t)pg->slice_count << NM_SLICE_SHIFT) - pg->block_size;
       pg->block_size = (uint32_t)pg->slice_count << NM_SLICE_SHIFT;
       return p;
@@ -426,6 +434,7 @@ void *nm_memalign(size_t a, size_t n) {
    * is ours (bump-routed sizes use pool classes: bump blocks are only 16-aligned). */
   if (h != NULL && a <= NM_SLICE_SIZE && nm_router_backend(n) != NM_BACKEND_SYSTEM)
     p = nm_aligned_ours(h, a, n, &ours);
+  if (p == NULL) ours = false;   /* no segment to be had: the next allocator may fit it */
   if (!ours) p = nm_system_counted(nm_system_memalign(a, n));
   if (p == NULL) return nm_fail(ENOMEM);
   if (NM_UNLIKELY(nm_route.fill) && ours) nm_fill_new(p);

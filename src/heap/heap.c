@@ -33,6 +33,11 @@ static atomic_int nm_heap_inited;
 
 #define NM_META_CHUNK ((size_t)256 << 10)
 
+static void nm_heap_purge_due_locked(nm_heap_t *h);
+static void nm_heap_drop_empty_current(nm_heap_t *h);
+static void nm_heap_fork_prepare(void);
+static void nm_heap_fork_parent(void);
+
 static void nm_heap_thread_exit(void *arg) {
   nm_heap_t *h = arg;
   if (h != NULL && h == nm_tls_heap) nm_heap_release(h);
@@ -42,8 +47,9 @@ int nm_heap_process_init(void) {
   int expected = 0;
   if (!atomic_compare_exchange_strong(&nm_heap_inited, &expected, 1)) return 0;
   if (pthread_key_create(&nm_heap_key, nm_heap_thread_exit) != 0) return -1;
-  /* No prepare handler: fork needs none of our locks held (docs/design.md, "Fork"). */
-  pthread_atfork(NULL, NULL, nm_heap_after_fork_child);
+  /* The prepare handler waits for a sweep of other heaps to end, so the child never holds
+   * a heap that a sweeper had locked (docs/design.md, "Fork"); nothing else needs it. */
+  pthread_atfork(nm_heap_fork_prepare, nm_heap_fork_parent, nm_heap_after_fork_child);
   return 0;
 }
 
@@ -123,8 +129,11 @@ void nm_heap_page_retire(nm_heap_t *h, nm_page_t *pg) {
   else if (cls == NM_CLASS_BUMP) h->stats.bump_regions_retired++;
   else h->stats.cls[cls].pages_retired++;
   if (pg->in_queue) nm_page_queue_remove(&h->avail[cls], pg);
+  nm_lock(&h->seg_lock);
   nm_segment_page_free(h, pg);
-  nm_heap_purge_due(h);
+  nm_heap_purge_due_locked(h);
+  nm_unlock(&h->seg_lock);
+  nm_heap_sweep_maybe(h);
 }
 
 /* Purge at once when freed memory piles up past the threshold. Below it, a tick every
@@ -147,7 +156,8 @@ static size_t nm_heap_purge_limit(nm_heap_t *h, uint64_t now) {
   return h->purge_limit;
 }
 
-void nm_heap_purge_due(nm_heap_t *h) {
+/* h->seg_lock held. */
+static void nm_heap_purge_due_locked(nm_heap_t *h) {
   if (h->dirty_bytes == 0) return;
   uint64_t now = nm_os_now_ms();
   if (h->dirty_bytes > nm_heap_purge_limit(h, now)) {
@@ -178,35 +188,65 @@ static void nm_heap_drop_empty_current(nm_heap_t *h) {
   if (h->bump != NULL && h->bump->used == 1) nm_bump_release(h);
 }
 
-nm_page_t *nm_heap_page_alloc(nm_heap_t *h, unsigned slices) {
+static nm_page_t *nm_heap_take_page(nm_heap_t *h, unsigned slices) {
+  nm_lock(&h->seg_lock);
   nm_page_t *pg = nm_segment_page_alloc(h, slices);
+  nm_unlock(&h->seg_lock);
+  return pg;
+}
+
+#define NM_ORPHAN_DIRTY ((size_t)4 << 20)
+enum { NM_PURGE_ALL, NM_PURGE_AGED, NM_PURGE_ORPHAN };
+
+/* ORPHAN: an orphan keeps at most NM_ORPHAN_DIRTY of freed memory resident for the thread
+ * that adopts it (purging every exit cost short-lived threads milliseconds each in madvise
+ * under contention); more than that goes back now, since nobody may adopt it soon. */
+static void nm_heap_purge(nm_heap_t *h, unsigned keep, int how) {
+  nm_lock(&h->seg_lock);
+  bool aged_only = how == NM_PURGE_AGED || (how == NM_PURGE_ORPHAN && h->dirty_bytes <= NM_ORPHAN_DIRTY);
+  nm_segment_purge(h, keep, aged_only);
+  h->purge_at_ms = (aged_only && h->dirty_bytes) ? nm_os_now_ms() + nm_route.purge_delay_ms : 0;
+  nm_unlock(&h->seg_lock);
+}
+
+nm_page_t *nm_heap_page_alloc(nm_heap_t *h, unsigned slices) {
+  nm_heap_sweep_maybe(h);
+  nm_page_t *pg = nm_heap_take_page(h, slices);
   if (NM_LIKELY(pg != NULL)) return pg;
   nm_heap_collect_remote(h);
   nm_heap_drop_empty_current(h);
-  nm_segment_purge(h, 1, false);
-  return nm_segment_page_alloc(h, slices);
+  nm_heap_purge(h, 1, NM_PURGE_ALL);
+  pg = nm_heap_take_page(h, slices);
+  if (pg != NULL) return pg;
+  /* The address space is short (RLIMIT_AS): the other heaps give back their wholly free
+   * segments, spares included, and the orphans everything they do not hold live. */
+  nm_heap_trim_others(h);
+  return nm_heap_take_page(h, slices);
+}
+
+bool nm_heap_page_grow(nm_heap_t *h, nm_page_t *pg, unsigned slices) {
+  nm_lock(&h->seg_lock);
+  bool grown = nm_segment_page_grow(h, pg, slices);
+  nm_unlock(&h->seg_lock);
+  return grown;
 }
 
 void nm_heap_trim(nm_heap_t *h) {
   if (h->state != NM_HEAP_ACTIVE) return;
   nm_heap_collect_remote(h);
   nm_heap_drop_empty_current(h);
-  nm_segment_purge(h, 0, false);
-  h->purge_at_ms = 0;
+  nm_heap_purge(h, 0, NM_PURGE_ALL);
 }
-
-#define NM_ORPHAN_DIRTY ((size_t)4 << 20)
 
 void nm_heap_release(nm_heap_t *h) {
   nm_heap_collect_remote(h);
   /* The current pages and bump region stay in place: the thread that adopts the heap goes
    * on allocating from them warm (short-lived threads would otherwise fault in fresh pages
    * every time: 2-3 faults each, 33k against glibc's 12k for 10k threads). */
-  /* An orphan keeps at most NM_ORPHAN_DIRTY of freed memory resident for the thread that
-   * adopts it (purging every exit cost short-lived threads milliseconds each in madvise
-   * under contention); more than that goes back now, since nobody may adopt it soon. */
-  nm_segment_purge(h, 1, h->dirty_bytes <= NM_ORPHAN_DIRTY);
-  h->purge_at_ms = 0;
+  /* What the orphan keeps goes back once it has waited purge_delay unadopted
+   * (nm_heap_sweep). */
+  nm_heap_purge(h, 1, NM_PURGE_ORPHAN);
+  h->orphaned_ms = nm_os_now_ms();
   nm_tls_heap = &nm_heap_dead;
   nm_lock(&nm_heaps_lock);
   nm_heap_set_state(h, NM_HEAP_ORPHAN);
@@ -215,7 +255,10 @@ void nm_heap_release(nm_heap_t *h) {
   nm_unlock(&nm_heaps_lock);
 }
 
-void nm_heap_reclaim_orphan(nm_heap_t *h) {
+/* Collect an orphan's remote frees and purge it; `settled` (it waited purge_delay with
+ * nobody adopting it, or malloc_trim asked): its empty current pages go too, and all its
+ * freed memory, wholly free segments unmapped. */
+static void nm_heap_reclaim(nm_heap_t *h, bool settled) {
   nm_lock(&nm_heaps_lock);
   if (__atomic_load_n(&h->state, __ATOMIC_ACQUIRE) != NM_HEAP_ORPHAN) {
     nm_unlock(&nm_heaps_lock);
@@ -232,13 +275,82 @@ void nm_heap_reclaim_orphan(nm_heap_t *h) {
   nm_unlock(&nm_heaps_lock);
 
   nm_heap_collect_remote(h);
-  nm_segment_purge(h, 1, h->dirty_bytes <= NM_ORPHAN_DIRTY);
+  if (settled) {
+    nm_heap_drop_empty_current(h);
+    nm_heap_purge(h, 0, NM_PURGE_ALL);
+  } else {
+    nm_heap_purge(h, 1, NM_PURGE_ORPHAN);
+  }
 
   nm_lock(&nm_heaps_lock);
   nm_heap_set_state(h, NM_HEAP_ORPHAN);
   h->next_orphan = nm_heaps_orphan;
   nm_heaps_orphan = h;
   nm_unlock(&nm_heaps_lock);
+}
+
+void nm_heap_reclaim_orphan(nm_heap_t *h) {
+  nm_heap_reclaim(h, false);
+}
+
+/* ---- other heaps: time-based purge and trims ----------------------------------------------
+ * A heap's freed memory is purged by its owner's own slow paths; an owner that stops
+ * allocating (idle, or gone) would keep it forever. So every purge_delay one thread that
+ * passes a slow path sweeps the other heaps: an active heap whose purge tick is due has
+ * its aged free slices purged (if its lock is free: never waits for an owner), and an
+ * orphan is reclaimed (everything, once it has waited purge_delay). malloc_trim and an
+ * address-space shortage sweep everything at once. One sweep at a time (nm_sweep_lock,
+ * also held across fork so a child never inherits a heap locked by a sweeper). */
+static _Atomic uint64_t nm_sweep_at_ms;
+static nm_lock_t nm_sweep_lock = NM_LOCK_INIT;
+
+static void nm_heap_sweep(nm_heap_t *self, uint64_t now, bool all) {
+  for (nm_heap_t *h = __atomic_load_n(&nm_heaps_all, __ATOMIC_ACQUIRE); h != NULL; h = h->next_all) {
+    if (h == self) continue;
+    int state = __atomic_load_n(&h->state, __ATOMIC_ACQUIRE);
+    if (state == NM_HEAP_ORPHAN) {
+      nm_heap_reclaim(h, all || now - h->orphaned_ms >= nm_route.purge_delay_ms);
+    } else if (state == NM_HEAP_ACTIVE) {
+      if (all) {
+        nm_lock(&h->seg_lock);
+        nm_segment_purge(h, 0, false);
+        h->purge_at_ms = 0;
+        nm_unlock(&h->seg_lock);
+      } else if (__atomic_load_n(&h->purge_at_ms, __ATOMIC_RELAXED) != 0 && nm_trylock(&h->seg_lock)) {
+        if (h->purge_at_ms != 0 && now >= h->purge_at_ms) {
+          nm_segment_purge(h, 1, true);
+          h->purge_at_ms = h->dirty_bytes ? now + nm_route.purge_delay_ms : 0;
+        }
+        nm_unlock(&h->seg_lock);
+      }
+    }
+  }
+}
+
+void nm_heap_sweep_maybe(nm_heap_t *self) {
+  uint64_t due = atomic_load_explicit(&nm_sweep_at_ms, memory_order_relaxed);
+  uint64_t now = nm_os_now_ms();
+  if (now < due) return;
+  if (!atomic_compare_exchange_strong_explicit(&nm_sweep_at_ms, &due, now + nm_route.purge_delay_ms,
+                                               memory_order_relaxed, memory_order_relaxed))
+    return;
+  if (!nm_trylock(&nm_sweep_lock)) return;
+  nm_heap_sweep(self, now, false);
+  nm_unlock(&nm_sweep_lock);
+}
+
+void nm_heap_trim_others(nm_heap_t *self) {
+  nm_lock(&nm_sweep_lock);
+  nm_heap_sweep(self, nm_os_now_ms(), true);
+  nm_unlock(&nm_sweep_lock);
+}
+
+static void nm_heap_fork_prepare(void) {
+  nm_lock(&nm_sweep_lock);
+}
+
+static void nm_heap_fork_parent(void) {
+  nm_unlock(&nm_sweep_lock);
 }
 
 void nm_heap_foreach(void (*fn)(nm_heap_t *h, void *arg), void *arg) {
@@ -248,10 +360,12 @@ void nm_heap_foreach(void (*fn)(nm_heap_t *h, void *arg), void *arg) {
 
 void nm_heap_after_fork_child(void) {
   nm_lock_reset(&nm_heaps_lock);
+  nm_lock_reset(&nm_sweep_lock);
   nm_segment_after_fork_child();
   /* Threads other than this one are gone; their heaps may have been mid-update when fork
    * copied them, so they are never adopted (their memory stays with the child, unused). */
   for (nm_heap_t *h = nm_heaps_all; h != NULL; h = h->next_all) {
     if (h->state == NM_HEAP_ACTIVE && h != nm_tls_heap) nm_heap_set_state(h, NM_HEAP_DEAD);
+    nm_lock_reset(&h->seg_lock);   /* held by its owner mid-update: that heap is dead now */
   }
 }

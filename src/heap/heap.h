@@ -21,13 +21,20 @@ void nm_heap_release(nm_heap_t *h);
 void nm_heap_collect_remote(nm_heap_t *h);
 /* A page of h became empty (used == 0): return it to its segment unless it is current. */
 void nm_heap_page_retire(nm_heap_t *h, nm_page_t *pg);
-/* Purge h's freed memory if there is too much of it or it has waited long enough. */
-void nm_heap_purge_due(nm_heap_t *h);
+/* Every purge_delay, the calling thread (on a slow path) purges other heaps' old freed
+ * memory: idle heaps' aged slices, and orphans (wholly, once they waited unadopted). */
+void nm_heap_sweep_maybe(nm_heap_t *self);
+/* Every other heap gives back what it can now: wholly free segments unmapped (spares
+ * too), freed slices purged, orphans reclaimed with their empty current pages. */
+void nm_heap_trim_others(nm_heap_t *self);
+/* Grow a large page in place over the free slices after it (realloc). */
+bool nm_heap_page_grow(nm_heap_t *h, nm_page_t *pg, unsigned slices);
 /* A page of `slices` slices for h. When the OS refuses a new segment (RLIMIT_AS), the
  * heap first gives up its empty current pages and wholly free segments, and tries again
  * in what it has: a thread that freed everything can always allocate again. */
 nm_page_t *nm_heap_page_alloc(nm_heap_t *h, unsigned slices);
-/* Give freed memory of the calling thread's heap back to the OS now. */
+/* Give freed memory of the calling thread's heap back to the OS now (its empty current
+ * pages and spare segments too). */
 void nm_heap_trim(nm_heap_t *h);
 /* Collect the remote frees of an orphaned heap (any thread may call it): empty pages go
  * back to their segments and the heap purges as at thread exit. No-op if h is not an

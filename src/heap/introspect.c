@@ -14,7 +14,7 @@ static void nm_totals_add(nm_heap_t *h, void *arg) {
   nm_totals_t *t = arg;
   t->heaps++;
   if (__atomic_load_n(&h->state, __ATOMIC_RELAXED) == NM_HEAP_ACTIVE) t->heaps_active++;
-  t->mapped += __atomic_load_n(&h->segment_count, __ATOMIC_RELAXED) * NM_SEG_SIZE;
+  t->mapped += __atomic_load_n(&h->mapped_bytes, __ATOMIC_RELAXED);
   t->page_bytes += __atomic_load_n(&h->page_bytes, __ATOMIC_RELAXED);
   t->dirty += __atomic_load_n(&h->dirty_bytes, __ATOMIC_RELAXED);
 }
@@ -72,11 +72,17 @@ void nm_heap_bump_state(nm_bump_state_t *st) {
   nm_heap_pages(nm_bump_page, st);
 }
 
+/* Every heap's freed memory, not only the caller's: this thread's (and its empty current
+ * pages), idle threads' and exited threads' (orphans, with their empty current pages). */
 int nm_trim(size_t pad) {
   nm_heap_t *h = nm_tls_heap;
-  size_t before = h->dirty_bytes + h->segment_count;
+  nm_stats_t before;
+  nm_stats_collect(&before);
   nm_heap_trim(h);
-  int released = before != h->dirty_bytes + h->segment_count;
+  nm_heap_trim_others(h);
+  nm_stats_t after;
+  nm_stats_collect(&after);
+  int released = after.purged != before.purged || after.mapped != before.mapped;
   return nm_system.trim(pad) || released;
 }
 

@@ -44,7 +44,7 @@ NM_RACY_READER static void nm_stats_add_heap(nm_heap_t *h, void *arg) {
   st->bump_regions_live += made - retired;
   st->bump_pinned += made - retired - (LOAD(h->bump) != NULL);
   st->bump_rewinds += LOAD(hs->bump_rewinds);
-  st->mapped += (uint64_t)LOAD(h->segment_count) * NM_SEG_SIZE;
+  st->mapped += (uint64_t)LOAD(h->mapped_bytes);
   st->page_bytes += LOAD(h->page_bytes);
   st->page_bytes_peak += LOAD(hs->page_bytes_peak);
   st->dirty += LOAD(h->dirty_bytes);

@@ -92,6 +92,25 @@ done:
   return (void *)r;
 }
 
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
+void *nm_os_map_at(void *at, size_t size) {
+  long r = NM_SYS_MMAP(at, size, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE);
+  if (r == -1) {
+    nm_os_error = errno;
+    return NULL;
+  }
+  if ((void *)r != at) {   /* a kernel before 4.17 took the flag for a hint */
+    NM_SYS_MUNMAP((void *)r, size);
+    nm_os_error = EEXIST;
+    return NULL;
+  }
+  return at;
+}
+
 void nm_os_purge(void *p, size_t size) {
   syscall(SYS_madvise, p, size, MADV_DONTNEED);
 }

@@ -12,6 +12,8 @@ size_t nm_os_page_size(void);
 void *nm_os_map_aligned(size_t size, size_t align);
 void *nm_os_map(size_t size);
 void nm_os_unmap(void *p, size_t size);
+/* Map size bytes exactly at `at`, never over an existing mapping; NULL otherwise. */
+void *nm_os_map_at(void *at, size_t size);
 /* The errno of this thread's last failed mmap since the last call (0: none); clears it. */
 int nm_os_map_error(void);
 /* Give the pages back to the kernel; their content reads as zero afterwards. */

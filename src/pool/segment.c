@@ -11,23 +11,115 @@
 
 _Static_assert(sizeof(nm_segment_t) <= NM_SLICE_SIZE, "segment header must fit in slice 0");
 
-static nm_segment_t *nm_segment_create(nm_heap_t *h) {
-  nm_segment_t *s = nm_os_map_aligned(NM_SEG_SIZE, NM_SEG_SIZE);
-  if (s == NULL) return NULL;
-  if (((uintptr_t)s >> NM_SEG_SHIFT) >= NM_SEGMAP_BITS) {  /* beyond the map: unusable */
-    nm_os_unmap(s, NM_SEG_SIZE);
-    return NULL;
-  }
+/* Address-space pressure: a 4 MiB segment could not be mapped a moment ago (RLIMIT_AS).
+ * Until it passes, new segments are mapped a few slices at a time and purges unmap free
+ * slices instead of only dropping their pages, so idle heaps keep no address space they
+ * do not use. */
+#define NM_PRESSURE_MS 2000u
+static _Atomic uint64_t nm_pressure_until_ms;
+
+bool nm_segment_pressure(void) {
+  uint64_t until = atomic_load_explicit(&nm_pressure_until_ms, memory_order_relaxed);
+  return until != 0 && nm_os_now_ms() < until;
+}
+
+static void nm_segment_link(nm_heap_t *h, nm_segment_t *s, uint64_t mapped) {
   /* Fresh anonymous memory is zero: only the fields that are not zero are written. */
   s->heap = h;
   s->free_mask = NM_USABLE_SLICES;
+  s->mapped_mask = mapped;
   s->next = h->segments;
   if (h->segments) h->segments->prev = s;
   __atomic_store_n(&h->segments, s, __ATOMIC_RELEASE);   /* readers walk the list unlocked */
   h->segment_count++;
+  h->mapped_bytes += (size_t)__builtin_popcountll(mapped) << NM_SLICE_SHIFT;
   h->stats.segments_mapped++;
   nm_segmap_set(s);
+}
+
+static inline uint64_t nm_run_mask(unsigned at, unsigned n) {
+  return ((n >= 64) ? NM_ALL_SLICES : (((uint64_t)1 << n) - 1)) << at;
+}
+
+/* A segment with only its header and `slices` slices after it mapped, at a 4 MiB-aligned
+ * address found by trying aligned places near a free gap the kernel picks. */
+static nm_segment_t *nm_segment_map_sparse(unsigned slices) {
+  size_t len = (size_t)(1 + slices) << NM_SLICE_SHIFT;
+  void *gap = nm_os_map(len);
+  if (gap == NULL) return NULL;
+  nm_os_unmap(gap, len);
+  uintptr_t base = (uintptr_t)gap & ~(uintptr_t)NM_SEG_MASK;
+  for (unsigned i = 0; i < 64; i++) {
+    uintptr_t tries[2] = { base - (uintptr_t)i * NM_SEG_SIZE, base + (uintptr_t)(i + 1) * NM_SEG_SIZE };
+    for (unsigned k = 0; k < 2; k++) {
+      uintptr_t at = tries[k];
+      if (at == 0 || (at >> NM_SEG_SHIFT) >= NM_SEGMAP_BITS) continue;
+      if (nm_os_map_at((void *)at, len) != NULL) return (nm_segment_t *)at;
+      if (nm_os_map_error() == ENOMEM) return NULL;   /* the limit, not the place */
+    }
+  }
+  return NULL;
+}
+
+/* A segment with room for a page of `slices` slices: a whole one, or under pressure (or
+ * when a whole one is refused) a sparse one. */
+static nm_segment_t *nm_segment_create(nm_heap_t *h, unsigned slices) {
+  if (!nm_segment_pressure()) {
+    nm_segment_t *s = nm_os_map_aligned(NM_SEG_SIZE, NM_SEG_SIZE);
+    if (s != NULL && ((uintptr_t)s >> NM_SEG_SHIFT) >= NM_SEGMAP_BITS) {  /* beyond the map */
+      nm_os_unmap(s, NM_SEG_SIZE);
+      return NULL;
+    }
+    if (s != NULL) {
+      nm_segment_link(h, s, NM_ALL_SLICES);
+      return s;
+    }
+    atomic_store_explicit(&nm_pressure_until_ms, nm_os_now_ms() + NM_PRESSURE_MS, memory_order_relaxed);
+  }
+  /* A little room beyond the page, so the next pages need no mapping of their own. */
+  unsigned want = slices + 3 < NM_SEG_SLICES - 1 ? slices + 3 : NM_SEG_SLICES - 1;
+  nm_segment_t *s = nm_segment_map_sparse(want);
+  if (s == NULL && want != slices) s = nm_segment_map_sparse(want = slices);
+  if (s == NULL) return NULL;
+  nm_segment_link(h, s, nm_run_mask(0, 1 + want));
   return s;
+}
+
+/* Map the slices of run that are not mapped yet: 0, or -1 if another mapping took one of
+ * them (it is then marked lost: neither free nor mapped), -2 if the limit refuses. */
+static int nm_segment_map_run(nm_heap_t *h, nm_segment_t *s, uint64_t run) {
+  uint64_t missing = run & ~s->mapped_mask;
+  while (missing) {
+    unsigned at = (unsigned)__builtin_ctzll(missing);
+    uint64_t rest = missing >> at;
+    unsigned len = (~rest == 0) ? 64 - at : (unsigned)__builtin_ctzll(~rest);
+    uint64_t sub = nm_run_mask(at, len);
+    if (nm_os_map_at((uint8_t *)s + ((size_t)at << NM_SLICE_SHIFT), (size_t)len << NM_SLICE_SHIFT) == NULL) {
+      if (nm_os_map_error() != EEXIST) return -2;
+      s->free_mask &= ~sub;   /* lost to another mapping */
+      return -1;
+    }
+    s->mapped_mask |= sub;
+    h->mapped_bytes += (size_t)len << NM_SLICE_SHIFT;
+    missing &= ~sub;
+  }
+  return 0;
+}
+
+/* Unmap the runs of mask (mapped slices). */
+static void nm_segment_unmap_runs(nm_segment_t *s, uint64_t mask) {
+  while (mask) {
+    unsigned at = (unsigned)__builtin_ctzll(mask);
+    uint64_t rest = mask >> at;
+    unsigned len = (~rest == 0) ? 64 - at : (unsigned)__builtin_ctzll(~rest);
+    nm_os_unmap((uint8_t *)s + ((size_t)at << NM_SLICE_SHIFT), (size_t)len << NM_SLICE_SHIFT);
+    mask &= ~nm_run_mask(at, len);
+  }
+}
+
+/* No slice of s is in a page (free or lost ones only). */
+static inline bool nm_segment_empty(const nm_segment_t *s) {
+  return (NM_USABLE_SLICES & ~s->free_mask & s->mapped_mask) == 0;
 }
 
 /* Statistics readers walk every heap's segments without a lock (nm_segment_foreach_page).
@@ -41,7 +133,7 @@ static void nm_segment_unmap_deferred(nm_heap_t *h) {
   while (h->unmap_later != NULL) {
     nm_segment_t *s = h->unmap_later;
     h->unmap_later = s->unmap_next;
-    nm_os_unmap(s, NM_SEG_SIZE);
+    nm_segment_unmap_runs(s, s->mapped_mask);   /* header last: it holds the mask */
   }
 }
 
@@ -51,18 +143,20 @@ static void nm_segment_destroy(nm_heap_t *h, nm_segment_t *s) {
   if (s->next) s->next->prev = s->prev;
   if (h->seg_hint == s) h->seg_hint = NULL;
   h->segment_count--;
+  h->mapped_bytes -= (size_t)__builtin_popcountll(s->mapped_mask) << NM_SLICE_SHIFT;
   h->stats.segments_unmapped++;
   nm_segmap_clear(s);
   atomic_thread_fence(memory_order_seq_cst);
   if (atomic_load_explicit(&nm_segment_readers, memory_order_relaxed) != 0) {
     /* A reader may be on it: give the memory back now, the address space later. The
      * header slice stays, so a reader still there follows valid links. */
-    nm_os_purge((uint8_t *)s + NM_SLICE_SIZE, NM_SEG_SIZE - NM_SLICE_SIZE);
+    nm_segment_unmap_runs(s, s->mapped_mask & ~(uint64_t)1);
+    s->mapped_mask = 1;
     s->unmap_next = h->unmap_later;
     h->unmap_later = s;
     return;
   }
-  nm_os_unmap(s, NM_SEG_SIZE);
+  nm_segment_unmap_runs(s, s->mapped_mask);
   nm_segment_unmap_deferred(h);
 }
 
@@ -132,14 +226,21 @@ nm_page_t *nm_segment_page_alloc(nm_heap_t *h, unsigned n) {
   while (s != NULL) {
     int at = nm_find_run(s->free_mask, n);
     if (at >= 0) {
-      h->seg_hint = s;
-      return nm_segment_take(h, s, (unsigned)at, n);
+      /* A sparse segment maps the run first; a run another mapping took part of is lost
+       * (nm_segment_map_run took it off free_mask) and the search goes on. */
+      int mapped = nm_segment_map_run(h, s, nm_run_mask((unsigned)at, n));
+      if (mapped == 0) {
+        h->seg_hint = s;
+        return nm_segment_take(h, s, (unsigned)at, n);
+      }
+      if (mapped == -1) continue;   /* lost slices are off free_mask: search again */
+      return NULL;                  /* the limit: no new segment would fit either */
     }
     s = s->next ? s->next : h->segments;
     if (s == start) break;
   }
   int saved = errno;
-  s = nm_segment_create(h);
+  s = nm_segment_create(h, n);
   errno = saved;
   if (s == NULL) return NULL;
   h->seg_hint = s;
@@ -154,6 +255,7 @@ bool nm_segment_page_grow(nm_heap_t *h, nm_page_t *pg, unsigned n) {
   if (at + n > NM_SEG_SLICES) return false;
   uint64_t run = ((((uint64_t)1 << (n - have)) - 1)) << (at + have);
   if ((s->free_mask & run) != run) return false;
+  if (nm_segment_map_run(h, s, run) != 0) return false;
   s->free_mask &= ~run;
   uint64_t reused = s->dirty_mask & run;
   s->dirty_mask &= ~reused;
@@ -201,13 +303,14 @@ void nm_segment_purge(nm_heap_t *h, unsigned keep, bool aged_only) {
   int saved = errno;
   if (h->unmap_later != NULL && atomic_load_explicit(&nm_segment_readers, memory_order_seq_cst) == 0)
     nm_segment_unmap_deferred(h);
+  bool pressure = nm_segment_pressure();
   unsigned empty_kept = 0;
   nm_segment_t *s = h->segments;
   while (s != NULL) {
     nm_segment_t *next = s->next;
     uint64_t purge = aged_only ? (s->dirty_mask & s->aged_mask) : s->dirty_mask;
-    if (s->free_mask == NM_USABLE_SLICES && s->dirty_mask == purge) {
-      if (empty_kept >= keep) {      /* wholly free, nothing recent in it: unmap */
+    if (nm_segment_empty(s) && s->dirty_mask == purge) {
+      if (empty_kept >= keep || pressure) {   /* wholly free, nothing recent in it: unmap */
         h->dirty_bytes -= (size_t)__builtin_popcountll(s->dirty_mask) << NM_SLICE_SHIFT;
         nm_segment_destroy(h, s);
         s = next;
@@ -215,7 +318,17 @@ void nm_segment_purge(nm_heap_t *h, unsigned keep, bool aged_only) {
       }
       empty_kept++;
     }
-    nm_purge_runs(h, s, purge);
+    if (pressure) {
+      /* Address space is short: free slices go away whole, not just their pages. */
+      uint64_t unmap = s->free_mask & s->mapped_mask & ~s->dirty_mask;
+      unmap |= purge;
+      nm_segment_unmap_runs(s, unmap);
+      s->mapped_mask &= ~unmap;
+      h->mapped_bytes -= (size_t)__builtin_popcountll(unmap) << NM_SLICE_SHIFT;
+      h->stats.purged_bytes += (size_t)__builtin_popcountll(purge) << NM_SLICE_SHIFT;
+    } else {
+      nm_purge_runs(h, s, purge);
+    }
     s->dirty_mask &= ~purge;
     s->aged_mask = s->dirty_mask;    /* what is still dirty is due at the next tick */
     h->dirty_bytes -= (size_t)__builtin_popcountll(purge) << NM_SLICE_SHIFT;
@@ -225,5 +338,5 @@ void nm_segment_purge(nm_heap_t *h, unsigned keep, bool aged_only) {
 }
 
 size_t nm_segment_mapped_bytes(const nm_heap_t *h) {
-  return h->segment_count * NM_SEG_SIZE;
+  return h->mapped_bytes;
 }

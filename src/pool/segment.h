@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "nm_types.h"
+#include "pool/segmap.h"
 
 /* Page of any interior pointer of a segment of ours. */
 static inline nm_page_t *nm_segment_page_of(const void *p) {
@@ -21,6 +22,18 @@ static inline nm_page_t *nm_segment_page_of(const void *p) {
 static inline nm_segment_t *nm_segment_of(const void *p) {
   return (nm_segment_t *)((uintptr_t)p & ~(uintptr_t)NM_SEG_MASK);
 }
+
+/* p is in a slice of one of our segments that is mapped as ours (the ownership map says
+ * "segment"; a sparse segment's unmapped slices may hold another allocator's mapping). For
+ * slow paths: free's fast path needs no such check, a slice not ours has no owner. */
+static inline bool nm_segment_holds(const void *p) {
+  if (!nm_segmap_contains(p)) return false;
+  uint64_t mapped = __atomic_load_n(&nm_segment_of(p)->mapped_mask, __ATOMIC_RELAXED);
+  return (mapped >> (((uintptr_t)p & NM_SEG_MASK) >> NM_SLICE_SHIFT)) & 1;
+}
+
+/* Address space is short (a segment was refused a moment ago). */
+bool nm_segment_pressure(void);
 
 /* A page of `slices` contiguous slices from one of h's segments (a new segment if none has
  * room); its descriptor is zeroed but for the slice fields. NULL when the OS refuses. */

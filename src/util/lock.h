@@ -1,10 +1,12 @@
-/* A tiny spin lock for the few short global sections (heap registry, orphan list, metadata).
+/* A tiny spin lock for the few short sections (heap registry, orphan list, metadata, and
+ * each heap's segments, which another thread may purge).
  * It is a plain word, so the child of a fork can reset it without pthread's cooperation:
  * fork never needs a lock of ours held (docs/design.md, "Fork"). */
 #ifndef NM_LOCK_H
 #define NM_LOCK_H
 
 #include <sched.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 
 typedef struct nm_lock_s {
@@ -21,6 +23,11 @@ static inline void nm_lock(nm_lock_t *l) {
       else sched_yield();
     }
   }
+}
+
+static inline bool nm_trylock(nm_lock_t *l) {
+  return !atomic_load_explicit(&l->held, memory_order_relaxed) &&
+         !atomic_exchange_explicit(&l->held, 1, memory_order_acquire);
 }
 
 static inline void nm_unlock(nm_lock_t *l) {

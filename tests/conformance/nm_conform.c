@@ -1281,8 +1281,9 @@ struct rl_thread {
   size_t again_size;   /* the request that failed in the new round */
 };
 
-static pthread_barrier_t rl_go, rl_allocated, rl_freed, rl_again, rl_done;
+static pthread_barrier_t rl_go, rl_allocated, rl_freed, rl_again, rl_turns, rl_done;
 static atomic_int rl_turn;   /* the thread whose turn it is to allocate again */
+static int rl_concurrent;    /* rlimit_as_regain: the concurrent round too */
 
 static void *rl_worker(void *arg) {
   struct rl_thread *t = arg;
@@ -1344,15 +1345,35 @@ static void *rl_worker(void *arg) {
   for (size_t i = 0; i < held; i++) v_free(t->ptrs[i]);
   t->n = 0;
   pthread_barrier_wait(&rl_freed);
-  /* A new round: everything was freed, so each thread can allocate again what it had: its
-   * first blocks, the same sizes, up to 1 MiB. One thread at a time, each freeing before the
-   * next goes, so the answer depends on what the allocator gave back, not on how the threads
-   * interleave (glibc, whose threads may have moved to a full arena, then always passes). */
+  /* Everything was freed. rlimit_as_regain: every thread at once allocates small blocks and
+   * 256 KiB blocks again (a thread whose allocator left the address space in other threads'
+   * heaps fails here). */
   pthread_barrier_wait(&rl_again);
-  while (atomic_load(&rl_turn) != t->id) sched_yield();
   t->again_ok = 1;
+  /* Held at once: up to 24 small blocks and one of 256 KiB (8 MiB for all threads). */
+  static const size_t again_sizes[] = { 100, 196, 4000, 256u << 10 };
+  for (size_t k = 0; rl_concurrent && k < 4 * 8 && t->again_ok; k++) {
+    size_t n = again_sizes[k % 4];
+    errno = 0;
+    void *p = v_malloc(n);
+    if (p == NULL) {
+      t->again_ok = 0;
+      t->again_errno = errno;
+      t->again_size = n;
+      break;
+    }
+    memset(p, 7, n);
+    if (n == again_sizes[3]) v_free(p);
+    else t->ptrs[t->n++] = p;
+  }
+  for (size_t i = 0; i < t->n; i++) v_free(t->ptrs[i]);
+  t->n = 0;
+  pthread_barrier_wait(&rl_turns);
+  /* Then, one thread at a time (each freeing before the next goes), its first blocks of
+   * the first round again, the same sizes, up to 1 MiB. */
+  while (atomic_load(&rl_turn) != t->id) sched_yield();
   size_t again = 0;
-  for (size_t i = 0; i < held && again < (1u << 20); i++) {
+  for (size_t i = 0; i < held && again < (1u << 20) && t->again_ok; i++) {
     errno = 0;
     void *p = v_malloc(t->sizes[i]);
     if (p == NULL) {
@@ -1372,12 +1393,14 @@ static void *rl_worker(void *arg) {
   return NULL;
 }
 
-static int check_rlimit_as(void) {
+static int run_rlimit_as(size_t headroom_mib, int concurrent) {
   static struct rl_thread th[RL_THREADS];
+  rl_concurrent = concurrent;
   pthread_barrier_init(&rl_go, NULL, RL_THREADS + 1);
   pthread_barrier_init(&rl_allocated, NULL, RL_THREADS + 1);
   pthread_barrier_init(&rl_freed, NULL, RL_THREADS + 1);
   pthread_barrier_init(&rl_again, NULL, RL_THREADS + 1);
+  pthread_barrier_init(&rl_turns, NULL, RL_THREADS + 1);
   pthread_barrier_init(&rl_done, NULL, RL_THREADS + 1);
   set_phase("creating threads");
   for (int i = 0; i < RL_THREADS; i++) {
@@ -1390,7 +1413,7 @@ static int check_rlimit_as(void) {
   size_t vm = status_kb("VmSize") * 1024;
   struct rlimit old, lim;
   getrlimit(RLIMIT_AS, &old);
-  lim.rlim_cur = vm + (256u << 20);
+  lim.rlim_cur = vm + (headroom_mib << 20);
   lim.rlim_max = old.rlim_max;
   if (setrlimit(RLIMIT_AS, &lim) != 0) nm_fail("setrlimit(RLIMIT_AS) failed (errno %d)", errno);
   set_phase("32 threads allocating under RLIMIT_AS");
@@ -1400,8 +1423,10 @@ static int check_rlimit_as(void) {
   pthread_barrier_wait(&rl_freed);
   size_t vm_freed = status_kb("VmSize") * 1024;
 
-  set_phase("every thread allocating its first blocks again after freeing");
+  set_phase("every thread at once allocating small and 256 KiB blocks again after freeing");
   pthread_barrier_wait(&rl_again);
+  pthread_barrier_wait(&rl_turns);
+  set_phase("each thread in turn allocating its first blocks again");
   pthread_barrier_wait(&rl_done);
   size_t ok = 0, fails = 0, bytes = 0, again_size = 0;
   int again_failed = 0, again_errno = 0;
@@ -1418,16 +1443,78 @@ static int check_rlimit_as(void) {
   }
   if (again_failed)
     nm_fail("after every thread freed everything, %d of %d threads could not allocate again "
-            "the blocks they had held (malloc(%zu): errno %s); the process still maps %zu MiB, "
+            "(malloc(%zu): errno %s); the process still maps %zu MiB, "
             "limit %zu MiB (%zu MiB at the start)",
             again_failed, RL_THREADS, again_size, errname(again_errno), vm_freed >> 20,
             (size_t)lim.rlim_cur >> 20, vm >> 20);
   if (fails == 0)
     nm_fail("the address-space limit never made a request fail (%zu MiB requested with a "
-            "256 MiB headroom): the check did not test anything",
-            bytes >> 20);
-  pass("(limit VmSize+256 MiB; %zu blocks, %zu MiB granted, %zu failures, all NULL+ENOMEM)",
-       ok, bytes >> 20, fails);
+            "%zu MiB headroom): the check did not test anything",
+            bytes >> 20, headroom_mib);
+  pass("(limit VmSize+%zu MiB; %zu blocks, %zu MiB granted, %zu failures, all NULL+ENOMEM)",
+       headroom_mib, ok, bytes >> 20, fails);
+  return 0;
+}
+
+static int check_rlimit_as(void) {
+  return run_rlimit_as(256, 0);
+}
+
+static int check_rlimit_as_regain(void) {
+  return run_rlimit_as(64, 1);
+}
+
+/* RLIMIT_AS with 2 MiB of headroom: small requests still succeed. */
+static pthread_barrier_t rh_go, rh_done;
+static int rh_failed;
+static size_t rh_failed_size;
+
+static int rh_small_round(void) {
+  static const size_t sizes[] = { 196, 16, 100, 1000, 4000, 24 };
+  void *p[64];
+  for (int i = 0; i < 64; i++) {
+    size_t n = sizes[i % 6];
+    p[i] = (i % 3 == 0) ? v_calloc(1, n) : v_malloc(n);
+    if (p[i] == NULL) {
+      rh_failed_size = n;
+      for (int k = 0; k < i; k++) v_free(p[k]);
+      return -1;
+    }
+    memset(p[i], 1, n);
+  }
+  for (int i = 0; i < 64; i++) v_free(p[i]);
+  return 0;
+}
+
+static void *rh_worker(void *arg) {
+  (void)arg;
+  pthread_barrier_wait(&rh_go);   /* its first allocation happens under the limit */
+  if (rh_small_round() != 0) rh_failed = 2;
+  pthread_barrier_wait(&rh_done);
+  return NULL;
+}
+
+static int check_rlimit_as_headroom_2m(void) {
+  pthread_barrier_init(&rh_go, NULL, 2);
+  pthread_barrier_init(&rh_done, NULL, 2);
+  pthread_t t;
+  if (pthread_create(&t, NULL, rh_worker, NULL) != 0) nm_fail("pthread_create failed");
+  size_t vm = status_kb("VmSize") * 1024;
+  struct rlimit old, lim;
+  getrlimit(RLIMIT_AS, &old);
+  lim.rlim_cur = vm + (2u << 20);
+  lim.rlim_max = old.rlim_max;
+  set_phase("small requests with 2 MiB of address space left");
+  if (setrlimit(RLIMIT_AS, &lim) != 0) nm_fail("setrlimit(RLIMIT_AS) failed (errno %d)", errno);
+  if (rh_small_round() != 0) rh_failed = 1;
+  pthread_barrier_wait(&rh_go);
+  pthread_barrier_wait(&rh_done);
+  pthread_join(t, NULL);
+  setrlimit(RLIMIT_AS, &old);
+  if (rh_failed)
+    nm_fail("with 2 MiB of address space left, malloc(%zu) failed in %s", rh_failed_size,
+            rh_failed == 1 ? "the main thread" : "a thread allocating for the first time");
+  pass("(limit VmSize+2 MiB: 64 small blocks in the main thread and in a new one)");
   return 0;
 }
 
@@ -2180,6 +2267,15 @@ static const struct check CHECKS[] = {
      "with errno ENOMEM (realloc leaves the block valid); if a thread cannot get a new arena it "
      "uses an existing one; nothing crashes, and once everything is freed each thread, in "
      "turn, can allocate its first blocks (up to 1 MiB) again."},
+    {"rlimit_as_regain", check_rlimit_as_regain, 40,
+     "As rlimit_as with only 64 MiB of headroom, and once everything is freed every thread, all "
+     "at once, allocates small blocks and 256 KiB blocks again (glibc's threads fall back to an "
+     "existing arena), then each in turn its first blocks."},
+    {"rlimit_as_headroom_2m", check_rlimit_as_headroom_2m, 30,
+     "With only 2 MiB of address space left under RLIMIT_AS, small requests still succeed, in "
+     "the main thread and in a thread that never allocated before (glibc grows its main arena "
+     "with brk, a few pages at a time, and a thread that cannot get an arena of its own uses an "
+     "existing one)."},
     {"fork_stdio", check_fork_stdio, 50,
      "fork() runs the atfork prepare handlers, then takes the stdio list lock, then the malloc "
      "arena locks, and resets them all in the child (the order fixed for BZ#19431 in 2.24): "
