@@ -549,6 +549,12 @@ HOW_TO_READ = """\
 """
 
 
+# bench/idle.py's section (RSS over time), included verbatim between these markers; idle.py
+# replaces what is between them in docs/benchmarks.md when it runs on its own.
+IDLE_FRAGMENT = os.path.join(ROOT, "docs", "benchmarks-idle.md")
+IDLE_BEGIN, IDLE_END = "<!-- begin: bench/idle.py, docs/benchmarks-idle.md -->", "<!-- end: bench/idle.py -->"
+
+
 def render_markdown(meta, summary, workloads, allocs, notes, lib=None):
     m = meta["machine"]
     lines = ["# Benchmarks", "",
@@ -575,6 +581,9 @@ def render_markdown(meta, summary, workloads, allocs, notes, lib=None):
         lines += ["## " + title, "", table, ""]
     if meta.get("pairs"):
         lines += ["## " + PAIR_TITLE, "", PAIR_NOTE, "", pair_table(meta["pairs"]), ""]
+    if os.path.exists(IDLE_FRAGMENT):
+        with open(IDLE_FRAGMENT) as f:
+            lines += [IDLE_BEGIN, f.read().strip(), IDLE_END, ""]
     if lib_table(lib):
         lines += ["## Library allocators against malloc", "", lib_table(lib), ""]
     lines.append(HOW_TO_READ)

@@ -11,9 +11,28 @@
 # (-Dcounters=false, in the same directory name + "-nocounters"; it is the nebula-nocounters
 # column, which measures what the counters cost), then runs bench/run.py with the arguments
 # given here.
+#
+#   scripts/bench.sh --idle          # RSS over time (bench/idle.py, 3 interleaved runs): threads
+#                                    # that allocate, free and go idle; writes the charts in
+#                                    # docs/images/, docs/benchmarks-idle.md and its section in
+#                                    # docs/benchmarks.md (about 4 minutes)
+#   scripts/bench.sh --idle --quick  # smoke run of it, nothing written under docs/
+#   scripts/bench.sh --idle --runs 5 --scenarios ring-exit --allocators glibc,nebula
+#
+# --idle (first argument only) builds just the first build below and runs bench/idle.py with
+# the other arguments instead of bench/run.py; it also installs gnuplot-nox (for the charts)
+# with apt-get if it is missing: only here, it is not one of scripts/deps.sh's packages.
+# The full run does not run the idle benchmark; it keeps the section an earlier --idle run
+# wrote (bench/run.py includes docs/benchmarks-idle.md).
 # Benchmarks are never part of the test suite. Leave the machine otherwise idle meanwhile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+idle=0
+if [ "${1:-}" = "--idle" ]; then
+  idle=1
+  shift
+fi
 
 bash scripts/deps.sh
 
@@ -44,6 +63,22 @@ configure_build() {
 
 build_dir=${NEBULA_BENCH_BUILD_DIR:-build-bench}
 configure_build "$build_dir" -Dcounters=true
+
+if [ "$idle" = 1 ]; then
+  if ! command -v gnuplot >/dev/null; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    echo "bench.sh: installing gnuplot-nox (charts of the idle benchmark)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get install -y --no-install-recommends gnuplot-nox >/tmp/nebula-apt-gnuplot.log 2>&1 || {
+      $SUDO apt-get update >/dev/null 2>&1 || true
+      $SUDO apt-get install -y --no-install-recommends gnuplot-nox >/tmp/nebula-apt-gnuplot.log 2>&1 ||
+        echo "bench.sh: gnuplot-nox not installed (see /tmp/nebula-apt-gnuplot.log): no charts" >&2
+    }
+  fi
+  NM_BENCH_COMMAND="scripts/bench.sh --idle${*:+ $*}" exec python3 bench/idle.py --build-dir "$build_dir" "$@"
+fi
+
 configure_build "$build_dir-nocounters" -Dcounters=false
 
 NM_BENCH_COMMAND="scripts/bench.sh${*:+ $*}" exec python3 bench/run.py --build-dir "$build_dir" \
