@@ -21,6 +21,8 @@ nm_heap_t nm_heap_dead = { .current = NM_EMPTY_PAGES, .state = NM_HEAP_DEAD };
 static nm_lock_t nm_heaps_lock = NM_LOCK_INIT;
 static nm_heap_t *nm_heaps_all;
 static nm_heap_t *nm_heaps_orphan;
+static size_t nm_orphan_count;   /* on the list; written under nm_heaps_lock */
+#define NM_ORPHANS_WARM 4u       /* orphans that keep their warm pages for the next threads */
 static uint8_t *nm_meta_next, *nm_meta_end;
 
 static pthread_key_t nm_heap_key;
@@ -90,7 +92,10 @@ static nm_heap_t *nm_heap_new_locked(void) {
 nm_heap_t *nm_heap_acquire(void) {
   nm_lock(&nm_heaps_lock);
   nm_heap_t *h = nm_heaps_orphan;
-  if (h != NULL) nm_heaps_orphan = h->next_orphan;
+  if (h != NULL) {
+    nm_heaps_orphan = h->next_orphan;
+    __atomic_store_n(&nm_orphan_count, nm_orphan_count - 1, __ATOMIC_RELAXED);
+  }
   else h = nm_heap_new_locked();
   nm_unlock(&nm_heaps_lock);
   if (h == NULL) return NULL;
@@ -162,17 +167,17 @@ static void nm_heap_purge_due_locked(nm_heap_t *h) {
   uint64_t now = nm_os_now_ms();
   if (h->dirty_bytes > nm_heap_purge_limit(h, now)) {
     nm_segment_purge(h, 1, false);
-    h->purge_at_ms = 0;
+    __atomic_store_n(&h->purge_at_ms, 0, __ATOMIC_RELAXED);
     if (now - h->last_hard_purge_ms < NM_PURGE_THRASH_MS && h->taken_bytes >= h->purge_limit / 2 &&
         h->purge_limit < NM_PURGE_LIMIT_MAX)
       h->purge_limit *= 2;
     h->last_hard_purge_ms = now;
     h->taken_bytes = 0;
   } else if (h->purge_at_ms == 0) {
-    h->purge_at_ms = now + nm_route.purge_delay_ms;
+    __atomic_store_n(&h->purge_at_ms, now + nm_route.purge_delay_ms, __ATOMIC_RELAXED);
   } else if (now >= h->purge_at_ms) {
     nm_segment_purge(h, 1, true);
-    h->purge_at_ms = h->dirty_bytes ? now + nm_route.purge_delay_ms : 0;
+    __atomic_store_n(&h->purge_at_ms, h->dirty_bytes ? now + nm_route.purge_delay_ms : 0, __ATOMIC_RELAXED);
   }
 }
 
@@ -205,7 +210,7 @@ static void nm_heap_purge(nm_heap_t *h, unsigned keep, int how) {
   nm_lock(&h->seg_lock);
   bool aged_only = how == NM_PURGE_AGED || (how == NM_PURGE_ORPHAN && h->dirty_bytes <= NM_ORPHAN_DIRTY);
   nm_segment_purge(h, keep, aged_only);
-  h->purge_at_ms = (aged_only && h->dirty_bytes) ? nm_os_now_ms() + nm_route.purge_delay_ms : 0;
+  __atomic_store_n(&h->purge_at_ms, (aged_only && h->dirty_bytes) ? nm_os_now_ms() + nm_route.purge_delay_ms : 0, __ATOMIC_RELAXED);
   nm_unlock(&h->seg_lock);
 }
 
@@ -244,14 +249,22 @@ void nm_heap_release(nm_heap_t *h) {
    * on allocating from them warm (short-lived threads would otherwise fault in fresh pages
    * every time: 2-3 faults each, 33k against glibc's 12k for 10k threads). */
   /* What the orphan keeps goes back once it has waited purge_delay unadopted
-   * (nm_heap_sweep). */
-  nm_heap_purge(h, 1, NM_PURGE_ORPHAN);
+   * (nm_heap_sweep). Warm pages only pay off for the next thread or two to start: when
+   * several orphans wait already (many threads exiting together, as a pool of workers
+   * winding down), this one gives everything back now. */
+  if (__atomic_load_n(&nm_orphan_count, __ATOMIC_RELAXED) >= NM_ORPHANS_WARM) {
+    nm_heap_drop_empty_current(h);
+    nm_heap_purge(h, 0, NM_PURGE_ALL);
+  } else {
+    nm_heap_purge(h, 1, NM_PURGE_ORPHAN);
+  }
   h->orphaned_ms = nm_os_now_ms();
   nm_tls_heap = &nm_heap_dead;
   nm_lock(&nm_heaps_lock);
   nm_heap_set_state(h, NM_HEAP_ORPHAN);
   h->next_orphan = nm_heaps_orphan;
   nm_heaps_orphan = h;
+  __atomic_store_n(&nm_orphan_count, nm_orphan_count + 1, __ATOMIC_RELAXED);
   nm_unlock(&nm_heaps_lock);
 }
 
@@ -314,12 +327,12 @@ static void nm_heap_sweep(nm_heap_t *self, uint64_t now, bool all) {
       if (all) {
         nm_lock(&h->seg_lock);
         nm_segment_purge(h, 0, false);
-        h->purge_at_ms = 0;
+        __atomic_store_n(&h->purge_at_ms, 0, __ATOMIC_RELAXED);
         nm_unlock(&h->seg_lock);
       } else if (__atomic_load_n(&h->purge_at_ms, __ATOMIC_RELAXED) != 0 && nm_trylock(&h->seg_lock)) {
         if (h->purge_at_ms != 0 && now >= h->purge_at_ms) {
           nm_segment_purge(h, 1, true);
-          h->purge_at_ms = h->dirty_bytes ? now + nm_route.purge_delay_ms : 0;
+          __atomic_store_n(&h->purge_at_ms, h->dirty_bytes ? now + nm_route.purge_delay_ms : 0, __ATOMIC_RELAXED);
         }
         nm_unlock(&h->seg_lock);
       }

@@ -90,9 +90,11 @@ struct mallinfo2 nm_mallinfo2(void) {
   struct mallinfo2 m = nm_system.mallinfo2();   /* the system backend's own blocks */
   nm_stats_t st;
   nm_stats_collect(&st);
-  size_t ours = st.pool.bytes + st.bump.bytes;   /* pool classes, large pages, bump regions */
-  m.hblks += st.mapped / NM_SEG_SIZE;
-  m.hblkhd += st.mapped;
+  /* glibc's meanings: our segments are arena space (obtained from the system), our live
+   * blocks are in use in it, the rest of it is free; hblks/hblkhd stay glibc's own mmapped
+   * chunks. So uordblks + hblkhd counts every live block once. */
+  size_t ours = st.pool.bytes + st.bump.bytes;   /* pool classes and large pages, bump regions */
+  m.arena += st.mapped;
   m.uordblks += ours;
   m.fordblks += st.mapped > ours ? st.mapped - ours : 0;
   return m;

@@ -2068,10 +2068,17 @@ static int check_mallinfo2_in_use(void) {
   void **v = mi_alloc_64mib();
   struct mallinfo2 m1 = mallinfo2();
   size_t used1 = m1.uordblks + m1.hblkhd;
-  if (used1 < (64u << 20))
+  /* Each block counted once: what the allocator rounds a 64 MiB total up to (glibc adds an
+   * 8-byte header, a size class wastes at most a quarter, canaries and trailers add less
+   * than the 128-byte block itself), never twice the 64 MiB. */
+  if (used1 < (64u << 20) || used1 >= (128u << 20) + (m0.uordblks + m0.hblkhd))
     nm_fail("with 64 MiB allocated in %d-byte blocks, mallinfo2 reports uordblks %zu + hblkhd "
-            "%zu = %zu MiB in use",
-            MI_BLOCK, m1.uordblks, m1.hblkhd, used1 >> 20);
+            "%zu = %zu MiB in use (expected 64 MiB to less than 128 MiB more than the %zu KiB "
+            "at the start: every live block counted once)",
+            MI_BLOCK, m1.uordblks, m1.hblkhd, used1 >> 20, (m0.uordblks + m0.hblkhd) >> 10);
+  if (m1.arena + m1.hblkhd < used1 || m1.fordblks > m1.arena)
+    nm_fail("mallinfo2: arena %zu + hblkhd %zu must hold uordblks + hblkhd %zu, and fordblks %zu "
+            "is part of arena", m1.arena, m1.hblkhd, used1, m1.fordblks);
   mi_free_all(v);
   struct mallinfo2 m2 = mallinfo2();
   size_t used2 = m2.uordblks + m2.hblkhd;
@@ -2298,7 +2305,9 @@ static const struct check CHECKS[] = {
      "libc's malloc) and the program can free and realloc each other's blocks."},
     {"mallinfo2_in_use", check_mallinfo2_in_use, 30,
      "mallinfo2() reports uordblks (bytes in use in the arenas) + hblkhd (bytes in mmapped "
-     "chunks): at least 64 MiB while 64 MiB is allocated, and it falls after free."},
+     "chunks): 64 MiB (plus the allocator's rounding, never double) while 64 MiB is allocated, "
+     "each block counted once; arena (bytes the arenas got from the system) holds uordblks and fordblks; it falls "
+     "after free."},
     {"malloc_trim", check_malloc_trim, 30,
      "malloc_trim(pad) returns 1 if it released memory to the system, 0 otherwise; the heap "
      "stays usable."},
