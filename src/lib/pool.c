@@ -53,6 +53,9 @@
 
 typedef struct nm_pool_mag {
   _Alignas(64) _Atomic pid_t owner;           /* thread id; 0: free */
+  /* The owner's serial (never reused, unlike a thread id): a new thread that got a dead
+   * thread's id must not take its slot for its own while a sweep is giving it back. */
+  _Atomic uint64_t serial;
   _Atomic uint32_t n;                         /* written by the owner with release: a sweeper
                                                  that reads it after the owner exited sees idx */
   uint32_t idx[NM_POOL_MAG];
@@ -64,6 +67,8 @@ static __thread struct {
   nm_pool_mag_t *mag;                         /* its magazine there (NULL: none) */
 } nm_pool_last;
 static __thread pid_t nm_pool_tid;
+static __thread uint64_t nm_pool_serial;
+static _Atomic uint64_t nm_pool_serials;
 
 typedef struct nm_pool_chunk {
   uint8_t *base;
@@ -213,17 +218,24 @@ static uint32_t nm_pool_sweep(nebula_pool_t *p) {
 static NM_NOINLINE nm_pool_mag_t *nm_pool_mag_claim(nebula_pool_t *p) {
   nm_pool_mag_t *found = NULL;
   if (p->mags != NULL) {
-    if (nm_pool_tid == 0) nm_pool_tid = (pid_t)syscall(SYS_gettid);
+    if (nm_pool_tid == 0) {
+      nm_pool_tid = (pid_t)syscall(SYS_gettid);
+      nm_pool_serial = atomic_fetch_add_explicit(&nm_pool_serials, 1, memory_order_relaxed) + 1;
+    }
     pid_t me = nm_pool_tid;
     for (unsigned i = 0; i < NM_POOL_SLOTS && !found; i++)
-      if (atomic_load_explicit(&p->mags[i].owner, memory_order_acquire) == me) found = &p->mags[i];
+      if (atomic_load_explicit(&p->mags[i].owner, memory_order_acquire) == me &&
+          atomic_load_explicit(&p->mags[i].serial, memory_order_acquire) == nm_pool_serial)
+        found = &p->mags[i];
     for (int pass = 0; pass < 2 && !found; pass++) {
       if (pass == 1) nm_pool_sweep(p);   /* every slot taken: free those of exited threads */
       for (unsigned i = 0; i < NM_POOL_SLOTS && !found; i++) {
         pid_t none = 0;
         if (atomic_compare_exchange_strong_explicit(&p->mags[i].owner, &none, me, memory_order_acq_rel,
-                                                    memory_order_relaxed))
+                                                    memory_order_relaxed)) {
+          atomic_store_explicit(&p->mags[i].serial, nm_pool_serial, memory_order_release);
           found = &p->mags[i];
+        }
       }
     }
   }
