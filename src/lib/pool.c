@@ -462,10 +462,13 @@ static uint32_t nm_pool_grow(nebula_pool_t *p, const char *fn) {
 /* A block for the calling thread's magazine m: from m, else half a magazine from the list
  * (one CAS); UINT32_MAX when the list is empty too. */
 static inline uint32_t nm_pool_mag_take(nebula_pool_t *p, nm_pool_mag_t *m) {
+  /* idx is read before n is published: a sweeper that acquires n after this thread exits
+   * then orders after every access this thread made to the magazine. */
   uint32_t have = atomic_load_explicit(&m->n, memory_order_relaxed);
   if (NM_LIKELY(have > 0)) {
+    uint32_t index = m->idx[have - 1];
     atomic_store_explicit(&m->n, have - 1, memory_order_release);
-    return m->idx[have - 1];
+    return index;
   }
   uint32_t got[NM_POOL_MAG / 2];
   uint32_t n = nm_pool_pop_many(p, got, NM_POOL_MAG / 2);
@@ -473,8 +476,9 @@ static inline uint32_t nm_pool_mag_take(nebula_pool_t *p, nm_pool_mag_t *m) {
    * high-water peak stays exact for a thread on its own). */
   for (uint32_t i = 0; i < n; i++) m->idx[i] = got[n - 1 - i];
   if (n == 0) return UINT32_MAX;
+  uint32_t index = m->idx[n - 1];
   atomic_store_explicit(&m->n, n - 1, memory_order_release);
-  return m->idx[n - 1];
+  return index;
 }
 
 static void *nm_pool_alloc(nebula_pool_t *p, const char *fn) {
