@@ -322,8 +322,11 @@ void nm_segment_purge(nm_heap_t *h, unsigned keep, bool aged_only) {
       /* Address space is short: free slices go away whole, not just their pages. */
       uint64_t unmap = s->free_mask & s->mapped_mask & ~s->dirty_mask;
       unmap |= purge;
+      /* Unmarked before unmapped: once the kernel may hand the hole to another allocator
+       * (glibc's fallback blocks land there under RLIMIT_AS), nm_segment_holds must say
+       * "not ours" for it, or a free of such a block reads as a misuse of ours. */
+      __atomic_store_n(&s->mapped_mask, s->mapped_mask & ~unmap, __ATOMIC_RELEASE);
       nm_segment_unmap_runs(s, unmap);
-      s->mapped_mask &= ~unmap;
       h->mapped_bytes -= (size_t)__builtin_popcountll(unmap) << NM_SLICE_SHIFT;
       h->stats.purged_bytes += (size_t)__builtin_popcountll(purge) << NM_SLICE_SHIFT;
     } else {
