@@ -133,8 +133,11 @@ NM_EXPORT int posix_memalign(void **out, size_t alignment, size_t n) {
     return EINVAL;
   int saved = errno;
   void *p = nm_aligned_request(NM_ENTRY_POSIX_MEMALIGN, alignment, n);
-  errno = saved;   /* the result is the return value, not errno */
-  if (p == NULL) return ENOMEM;
+  if (p == NULL) {
+    errno = ENOMEM;   /* glibc's failing mmap or sbrk leaves it so; tst-malloc-thread-fail checks */
+    return ENOMEM;
+  }
+  errno = saved;      /* success leaves errno alone */
   *out = p;
   return 0;
 }

@@ -547,6 +547,11 @@ static int check_enomem_posix_memalign(void) {
       if (r != ENOMEM)
         nm_fail("posix_memalign(&p, %zu, %s) returned %s, expected ENOMEM", aligns[a],
                 HUGE_SIZES[i].name, errname(r));
+      errno = 0;
+      v_posix_memalign(&out, aligns[a], HUGE_SIZES[i].n);
+      if (errno != ENOMEM)
+        nm_fail("posix_memalign(&p, %zu, %s) returned ENOMEM but errno is %s: glibc sets errno "
+                "to ENOMEM too", aligns[a], HUGE_SIZES[i].name, errname(errno));
       if (out != sentinel && out != NULL)
         nm_fail("posix_memalign(&p, %zu, %s) failed but stored %p in p", aligns[a],
                 HUGE_SIZES[i].name, out);
@@ -1207,6 +1212,95 @@ static void *dirty_free_thread(void *arg) {
   struct dirty_free_arg *a = arg;
   for (size_t i = 0; i < a->n; i++) v_free(a->blocks[i]);
   return NULL;
+}
+
+/* Every entry point, run out of address space (RLIMIT_AS), fails with NULL and errno ENOMEM
+ * (posix_memalign: returns ENOMEM and sets errno too, as glibc does). */
+enum { EX_MALLOC, EX_CALLOC, EX_REALLOC, EX_REALLOCARRAY, EX_MEMALIGN, EX_ALIGNED_ALLOC, EX_VALLOC,
+       EX_PVALLOC, EX_POSIX_MEMALIGN, EX_COUNT };
+static const char *const ex_names[EX_COUNT] = { "malloc", "calloc", "realloc", "reallocarray",
+                                                "memalign(64)", "aligned_alloc(4096)", "valloc",
+                                                "pvalloc", "posix_memalign(64)" };
+
+/* One request of n bytes through entry e; NULL on failure with the errno seen. */
+static void *ex_request(int e, size_t n, void *grow, int *err) {
+  void *p = NULL;
+  errno = 0;
+  switch (e) {
+  case EX_MALLOC: p = v_malloc(n); break;
+  case EX_CALLOC: p = v_calloc(1, n); break;
+  case EX_REALLOC: p = v_realloc(grow, n); break;
+  case EX_REALLOCARRAY: p = v_reallocarray(grow, 2, n / 2); break;
+  case EX_MEMALIGN: p = v_memalign(64, n); break;
+  case EX_ALIGNED_ALLOC: p = v_aligned_alloc(4096, n); break;
+  case EX_VALLOC: p = v_valloc(n); break;
+  case EX_PVALLOC: p = v_pvalloc(n); break;
+  default: {
+    int r = v_posix_memalign(&p, 64, n);
+    int seen = errno;
+    if (r != 0 && r != ENOMEM)
+      nm_fail("posix_memalign(&p, 64, %zu) under RLIMIT_AS returned %s, expected ENOMEM", n,
+              errname(r));
+    if (r != 0) p = NULL;
+    errno = seen;
+    break;
+  }
+  }
+  *err = errno;
+  return p;
+}
+
+static int check_errno_exhausted(void) {
+  enum { EX_MAX = 1 << 19 };   /* 2^19 blocks of 256 bytes exceed the 48 MiB */
+  static void *blocks[EX_MAX];
+  size_t vm = status_kb("VmSize") * 1024;
+  struct rlimit old, lim;
+  getrlimit(RLIMIT_AS, &old);
+  lim.rlim_cur = vm + (48u << 20);
+  lim.rlim_max = old.rlim_max;
+  if (setrlimit(RLIMIT_AS, &lim) != 0) nm_fail("setrlimit(RLIMIT_AS) failed (errno %d)", errno);
+  static const size_t sizes[] = { (size_t)1 << 20, (size_t)64 << 10, 4000, 256 };
+  for (int e = 0; e < EX_COUNT; e++) {
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+      char phase[96];
+      snprintf(phase, sizeof phase, "%s(%zu) until the address space runs out", ex_names[e], sizes[k]);
+      set_phase(phase);
+      size_t n = 0;
+      int err = 0;
+      int failed = 0;
+      while (n < EX_MAX) {
+        void *p;
+        if (e == EX_REALLOC || e == EX_REALLOCARRAY) {
+          /* Grow one block at a time past what is left; the old block stays valid. */
+          void *q = v_malloc(16);
+          if (q == NULL) { err = errno; failed = 1; break; }
+          p = ex_request(e, sizes[k] * 8, q, &err);
+          if (p == NULL) {
+            *(volatile char *)q = 1;
+            v_free(q);
+            failed = 1;
+            break;
+          }
+        } else {
+          p = ex_request(e, sizes[k], NULL, &err);
+          if (p == NULL) { failed = 1; break; }
+        }
+        ((volatile char *)p)[0] = 1;
+        blocks[n++] = p;
+      }
+      if (!failed)
+        nm_fail("%s: %d requests of %zu bytes all succeeded under a limit of VmSize + 48 MiB: the "
+                "check tested nothing", ex_names[e], EX_MAX, sizes[k]);
+      if (err != ENOMEM)
+        nm_fail("%s(%zu) failed under RLIMIT_AS after %zu blocks with errno %s, expected ENOMEM",
+                ex_names[e], e == EX_REALLOC || e == EX_REALLOCARRAY ? sizes[k] * 8 : sizes[k], n,
+                errname(err));
+      for (size_t i = 0; i < n; i++) v_free(blocks[i]);
+    }
+  }
+  setrlimit(RLIMIT_AS, &old);
+  pass("(9 entry points x 4 sizes, each run out of a VmSize + 48 MiB limit: NULL and ENOMEM)");
+  return 0;
 }
 
 static int check_calloc_zero_reuse(void) {
@@ -2269,6 +2363,11 @@ static const struct check CHECKS[] = {
     {"calloc_zero_reuse", check_calloc_zero_reuse, 30,
      "calloc memory is zero, also when the chunk is recycled dirty memory: glibc clears reused "
      "chunks and skips the clearing only for fresh mmap or top-of-heap memory."},
+    {"errno_exhausted", check_errno_exhausted, 40,
+     "Out of address space (RLIMIT_AS), every entry point fails the glibc way: malloc, calloc, "
+     "realloc, reallocarray, memalign, aligned_alloc, valloc and pvalloc return NULL with errno "
+     "ENOMEM, and posix_memalign returns ENOMEM and sets errno to ENOMEM as well (glibc's "
+     "allocation fails inside mmap or sbrk, which set it; tst-malloc-thread-fail relies on it)."},
     {"rlimit_as", check_rlimit_as, 40,
      "Under RLIMIT_AS, a failing mmap or sbrk makes malloc/calloc/memalign/realloc return NULL "
      "with errno ENOMEM (realloc leaves the block valid); if a thread cannot get a new arena it "
