@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <execinfo.h>
 #include <link.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -131,29 +132,74 @@ void nm_backtrace_format(nm_buf_t *b, void *const *ips, int n) {
   }
 }
 
+/* libunwind, opened by the first report that needs it, RTLD_LOCAL. Linked at start-up, its
+ * _Unwind_* definitions came before libgcc_s's in the global scope, so libgcc_s's own calls
+ * (thread cancellation, C++ exceptions) reached libunwind: a thread cancelled in fputs died
+ * holding stderr's lock. Opened locally, nothing else can bind to it. */
+#define NM_STR_(x) #x
+#define NM_STR(x) NM_STR_(x)
+static struct {
+  int (*getcontext)(unw_context_t *);
+  int (*init_local)(unw_cursor_t *, unw_context_t *);
+  int (*step)(unw_cursor_t *);
+  int (*get_reg)(unw_cursor_t *, unw_regnum_t, unw_word_t *);
+  int (*get_proc_name)(unw_cursor_t *, char *, size_t, unw_word_t *);
+} nm_unw;
+static pthread_once_t nm_unw_once = PTHREAD_ONCE_INIT;
+static bool nm_unw_ready;
+
+static void nm_unw_open(void) {
+  void *lib = dlopen("libunwind.so.8", RTLD_LAZY | RTLD_LOCAL);
+  if (lib == NULL) lib = dlopen("libunwind.so", RTLD_LAZY | RTLD_LOCAL);
+  if (lib == NULL) return;
+  /* The header's names are macros for per-architecture symbols (_ULx86_64_step, ...). */
+  *(void **)&nm_unw.getcontext = dlsym(lib, NM_STR(unw_tdep_getcontext));
+  *(void **)&nm_unw.init_local = dlsym(lib, NM_STR(unw_init_local));
+  *(void **)&nm_unw.step = dlsym(lib, NM_STR(unw_step));
+  *(void **)&nm_unw.get_reg = dlsym(lib, NM_STR(unw_get_reg));
+  *(void **)&nm_unw.get_proc_name = dlsym(lib, NM_STR(unw_get_proc_name));
+  nm_unw_ready = nm_unw.getcontext && nm_unw.init_local && nm_unw.step && nm_unw.get_reg &&
+                 nm_unw.get_proc_name;
+}
+
+/* Without libunwind (not installed, or no memory to open it): glibc's backtrace and the
+ * dynamic symbol table. */
+static void nm_backtrace_write_plain(nm_buf_t *b, int skip) {
+  void *ips[NM_BACKTRACE_MAX];
+  nm_unwinding = false;
+  int n = nm_backtrace_capture(ips, NM_BACKTRACE_MAX, skip + 1);
+  if (n == 0) nm_buf_str(b, "    (no backtrace: no frame could be unwound)\n");
+  else nm_backtrace_format(b, ips, n);
+}
+
 void nm_backtrace_write_here(nm_buf_t *b, int skip) {
   if (nm_unwinding) {
     nm_buf_str(b, "    (no backtrace: the unwinder itself needed memory)\n");
     return;
   }
-  nm_unwinding = true;
+  nm_unwinding = true;   /* also over the dlopen: its allocations must not report again */
+  pthread_once(&nm_unw_once, nm_unw_open);
+  if (!nm_unw_ready) {
+    nm_backtrace_write_plain(b, skip);
+    return;
+  }
   unw_context_t ctx;
   unw_cursor_t cur;
   int frames = 0;
-  if (unw_getcontext(&ctx) != 0 || unw_init_local(&cur, &ctx) != 0) {
+  if (nm_unw.getcontext(&ctx) != 0 || nm_unw.init_local(&cur, &ctx) != 0) {
     nm_buf_str(b, "    (no backtrace: libunwind could not start)\n");
     nm_unwinding = false;
     return;
   }
   int index = 0;
-  while (frames < NM_BACKTRACE_MAX + skip && unw_step(&cur) > 0) {
+  while (frames < NM_BACKTRACE_MAX + skip && nm_unw.step(&cur) > 0) {
     frames++;
     if (frames <= skip) continue;
     unw_word_t ip = 0, off = 0;
-    unw_get_reg(&cur, UNW_REG_IP, &ip);
+    nm_unw.get_reg(&cur, UNW_REG_IP, &ip);
     if (index == 0 && nm_ours((uintptr_t)ip)) continue;
     char name[256];
-    const char *sym = unw_get_proc_name(&cur, name, sizeof name, &off) == 0 ? name : NULL;
+    const char *sym = nm_unw.get_proc_name(&cur, name, sizeof name, &off) == 0 ? name : NULL;
     Dl_info info;
     if (sym == NULL && dladdr((void *)(ip - 1), &info) != 0 && info.dli_sname != NULL) {
       sym = info.dli_sname;   /* libunwind could not map the file (no address space left) */

@@ -1,6 +1,7 @@
-/* Backtraces for diagnostics, with libunwind: taken inside malloc, so they never allocate
- * through us, and a thread that re-enters (libunwind calling malloc, which fails again)
- * gets no nested backtrace instead of a recursion. A failure to unwind leaves a note. */
+/* Backtraces for diagnostics, with libunwind (opened with dlopen, RTLD_LOCAL, by the first
+ * report: never linked) or, without it, glibc's backtrace: taken inside malloc, so a thread
+ * that re-enters (the unwinder calling malloc, which fails again) gets no nested backtrace
+ * instead of a recursion. A failure to unwind leaves a note. */
 #ifndef NM_BACKTRACE_H
 #define NM_BACKTRACE_H
 

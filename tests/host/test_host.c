@@ -1,4 +1,4 @@
-/* Hostile hosts (issue 14), end to end:
+/* Hostile hosts (issues 14 and 16), end to end:
  *
  *   secure/...      a setuid-root, setgid-root or file-capability copy of nm_host_secure
  *                   (linked against the preload), run as user nobody: NEBULA_MEM_CONFIG is
@@ -13,6 +13,8 @@
  *                   blocks cross both ways. Also: how the plugin is found (the calling
  *                   object's DT_RUNPATH, $ORIGIN in the path, LD_LIBRARY_PATH, a relative
  *                   path) is glibc's, and the same program runs plain as a control.
+ *   cancel/...      a thread cancelled inside fputs(stderr) (C and C++ hosts, every strategy,
+ *                   after an out-of-memory report too): main can write to stderr after.
  *   config_bytes/.. raw bytes in NEBULA_MEM_CONFIG (invalid UTF-8, ESC, BEL, C1 controls)
  *                   are written as \xNN in the "nebula: config:" lines, never raw.
  *
@@ -606,4 +608,62 @@ Test(config_bytes, raw_bytes_are_escaped_with_strict) {
   char config[512];
   snprintf(config, sizeof config, "%s,strict=1", hostile);
   hostile_run(config, 2, "hostile NEBULA_MEM_CONFIG with strict=1");
+}
+
+/* ------------------------------------------------------------------ cancel */
+
+/* nm_host_cancel (C) and nm_host_cancel_cxx (C++): a thread cancelled inside fputs(stderr),
+ * twenty times; main then writes to stderr and allocates. Plain, and preloaded under every
+ * strategy and the development preset; the C program also after an out-of-memory report
+ * (whose backtrace loads the unwinder). A hang is the bug this catches: the watchdog is
+ * 30 s, the program takes milliseconds. */
+static void cancel_run(const char *env_name, const char *config, bool preload, bool report) {
+  const char *argv[] = { nm_env_required(env_name), report ? "report" : NULL, NULL };
+  static const char *const no_config_env[] = { "NEBULA_MEM_CONFIG=", NULL };
+  nm_cmd_t cmd = { .argv = argv, .preload = preload, .config = config,
+                   .env = config ? NULL : no_config_env, .timeout_s = 30 };
+  nm_result_t res;
+  cr_assert(nm_run(&cmd, &res), "could not start %s", argv[0]);
+  char status[128];
+  const char *what = preload ? "preloaded" : "plain";
+  cr_expect(res.exited && res.exit_code == 0 && strstr(res.out, "\ndone\n") != NULL,
+            "%s %s, NEBULA_MEM_CONFIG='%s'%s -> %s (a hang: the cancelled thread kept stderr's "
+            "lock)\nstdout:\n%s\nstderr (tail):\n%s", what, argv[0], config ? config : "",
+            report ? " report" : "", nm_result_status(&res, status, sizeof status), res.out,
+            nm_tail(res.err, res.err_len, 1500));
+  cr_expect(strstr(res.err, "round 19 cancelled") != NULL,
+            "%s %s (NEBULA_MEM_CONFIG='%s'): main's last line is missing from stderr", what,
+            argv[0], config ? config : "");
+  if (strcmp(env_name, "NM_HOST_CANCEL") == 0)
+    cr_expect(strstr(res.out, "_Unwind_ForcedUnwind from elsewhere") != NULL,
+              "%s (NEBULA_MEM_CONFIG='%s'): a global lookup of _Unwind_ForcedUnwind finds "
+              "libunwind, so libgcc_s's calls can bind to it:\n%s", what, config ? config : "",
+              res.out);
+  if (report) {
+    cr_expect(strstr(res.out, "big=NULL") != NULL && strstr(res.err, "nebula: out of memory") != NULL,
+              "the report run (budget=64M, malloc 256 MiB) made no out-of-memory report:\n%s",
+              nm_tail(res.err, res.err_len, 1500));
+    cr_expect(strstr(res.err, "main+0x") != NULL,
+              "the out-of-memory report's backtrace names no function (unwinder not loaded?):\n%s",
+              nm_tail(res.err, res.err_len, 1500));
+  }
+  nm_result_free(&res);
+}
+
+static const char *const cancel_configs[] = { "", "strategy=throughput", "strategy=compact",
+                                              "strategy=system", "preset=development", NULL };
+
+Test(cancel, c_host) {
+  cancel_run("NM_HOST_CANCEL", NULL, false, false);
+  for (const char *const *c = cancel_configs; *c; c++) cancel_run("NM_HOST_CANCEL", *c, true, false);
+}
+
+Test(cancel, c_host_after_a_report) {
+  cancel_run("NM_HOST_CANCEL", "budget=64M", true, true);
+  cancel_run("NM_HOST_CANCEL", "budget=64M,preset=development", true, true);
+}
+
+Test(cancel, cxx_host) {
+  cancel_run("NM_HOST_CANCEL_CXX", NULL, false, false);
+  for (const char *const *c = cancel_configs; *c; c++) cancel_run("NM_HOST_CANCEL_CXX", *c, true, false);
 }
