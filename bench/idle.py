@@ -471,27 +471,6 @@ def render_fragment(meta, summary, scenarios, names, notes, images):
     return "\n".join(lines)
 
 
-def splice_doc(doc, fragment):
-    """Put the fragment into doc between run.py's idle markers: replacing an earlier copy, or
-    before "## Library allocators against malloc" (else "## How to read it", else at the end)."""
-    with open(doc) as f:
-        text = f.read()
-    block = "%s\n%s\n%s\n" % (runbench.IDLE_BEGIN, fragment.strip(), runbench.IDLE_END)
-    b, e = text.find(runbench.IDLE_BEGIN), text.find(runbench.IDLE_END)
-    if b >= 0 and e > b:
-        text = text[:b] + block + text[e + len(runbench.IDLE_END):].lstrip("\n")
-    else:
-        for anchor in ("\n## Library allocators against malloc", "\n## How to read it"):
-            i = text.find(anchor)
-            if i >= 0:
-                text = text[:i + 1] + block + "\n" + text[i + 1:]
-                break
-        else:
-            text = text.rstrip("\n") + "\n\n" + block
-    with open(doc, "w") as f:
-        f.write(text)
-
-
 def report(meta, records, summary, scenarios, names, notes, write_docs):
     for sc in scenarios:
         print("\n%s  (after = %s)\n%s" % (sc, SCENARIOS[sc]["after_label"], scenario_table(sc, summary[sc], names)))
@@ -514,7 +493,7 @@ def report(meta, records, summary, scenarios, names, notes, write_docs):
             f.write(fragment)
         print("fragment: " + os.path.relpath(FRAGMENT, os.getcwd()))
         if os.path.exists(DOC):
-            splice_doc(DOC, fragment)
+            runbench.splice(DOC, runbench.IDLE_BEGIN, runbench.IDLE_END, fragment)
             print("report: " + os.path.relpath(DOC, os.getcwd()))
     for n in notes:
         print("note: " + n)

@@ -553,6 +553,32 @@ HOW_TO_READ = """\
 # replaces what is between them in docs/benchmarks.md when it runs on its own.
 IDLE_FRAGMENT = os.path.join(ROOT, "docs", "benchmarks-idle.md")
 IDLE_BEGIN, IDLE_END = "<!-- begin: bench/idle.py, docs/benchmarks-idle.md -->", "<!-- end: bench/idle.py -->"
+# bench/devmode.py's section (what the development preset costs), likewise.
+DEVMODE_FRAGMENT = os.path.join(ROOT, "docs", "benchmarks-devmode.md")
+DEVMODE_BEGIN, DEVMODE_END = ("<!-- begin: bench/devmode.py, docs/benchmarks-devmode.md -->",
+                              "<!-- end: bench/devmode.py -->")
+
+
+def splice(doc, begin, end, fragment):
+    """Put the fragment into doc between the markers begin and end: replacing an earlier copy,
+    or before "## Library allocators against malloc" (else "## How to read it", else at the
+    end)."""
+    with open(doc) as f:
+        text = f.read()
+    block = "%s\n%s\n%s\n" % (begin, fragment.strip(), end)
+    b, e = text.find(begin), text.find(end)
+    if b >= 0 and e > b:
+        text = text[:b] + block + text[e + len(end):].lstrip("\n")
+    else:
+        for anchor in ("\n## Library allocators against malloc", "\n## How to read it"):
+            i = text.find(anchor)
+            if i >= 0:
+                text = text[:i + 1] + block + "\n" + text[i + 1:]
+                break
+        else:
+            text = text.rstrip("\n") + "\n\n" + block
+    with open(doc, "w") as f:
+        f.write(text)
 
 
 def render_markdown(meta, summary, workloads, allocs, notes, lib=None):
@@ -581,9 +607,11 @@ def render_markdown(meta, summary, workloads, allocs, notes, lib=None):
         lines += ["## " + title, "", table, ""]
     if meta.get("pairs"):
         lines += ["## " + PAIR_TITLE, "", PAIR_NOTE, "", pair_table(meta["pairs"]), ""]
-    if os.path.exists(IDLE_FRAGMENT):
-        with open(IDLE_FRAGMENT) as f:
-            lines += [IDLE_BEGIN, f.read().strip(), IDLE_END, ""]
+    for fragment, begin, end in ((IDLE_FRAGMENT, IDLE_BEGIN, IDLE_END),
+                                 (DEVMODE_FRAGMENT, DEVMODE_BEGIN, DEVMODE_END)):
+        if os.path.exists(fragment):
+            with open(fragment) as f:
+                lines += [begin, f.read().strip(), end, ""]
     if lib_table(lib):
         lines += ["## Library allocators against malloc", "", lib_table(lib), ""]
     lines.append(HOW_TO_READ)

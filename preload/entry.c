@@ -25,9 +25,10 @@ static NM_COLD void *nm_bootstrap_request(size_t n) {
   return p;
 }
 
-static NM_NOINLINE void *nm_preload_malloc_slow(size_t n) {
+/* caller: the program's call site, which the guard records (alloc_backtrace). */
+static NM_NOINLINE void *nm_preload_malloc_slow(size_t n, void *caller) {
   if (NM_UNLIKELY(!nm_preload_ensure())) return nm_bootstrap_request(n);
-  if (nm_guard_on) return nm_guard_alloc(NM_ENTRY_MALLOC, n, 0, false);
+  if (nm_guard_on) return nm_guard_alloc(NM_ENTRY_MALLOC, n, 0, false, caller);
   void *p = nm_malloc_slow(n);
   return NM_LIKELY(p != NULL) ? p : nm_oom(NM_ENTRY_MALLOC, n, 0, 0);
 }
@@ -35,7 +36,7 @@ static NM_NOINLINE void *nm_preload_malloc_slow(size_t n) {
 NM_EXPORT void *malloc(size_t n) {
   void *p = nm_alloc_fast(n);
   if (NM_LIKELY(p != NULL)) return p;
-  return nm_preload_malloc_slow(n);
+  return nm_preload_malloc_slow(n, __builtin_return_address(0));
 }
 
 /* The guard's blocks live on flagged pages (or are foreign), so only this slow path
@@ -62,7 +63,7 @@ NM_EXPORT void *calloc(size_t count, size_t size) {
   size_t n;
   if (NM_UNLIKELY(__builtin_mul_overflow(count, size, &n)))
     return nm_oom(NM_ENTRY_CALLOC, size, count, 0);
-  if (nm_guard_on) return nm_guard_alloc(NM_ENTRY_CALLOC, n, 0, true);
+  if (nm_guard_on) return nm_guard_alloc(NM_ENTRY_CALLOC, n, 0, true, __builtin_return_address(0));
   void *p = nm_calloc(count, size);
   return NM_LIKELY(p != NULL) ? p : nm_oom(NM_ENTRY_CALLOC, size, count, 0);
 }
@@ -89,7 +90,7 @@ NM_EXPORT void *realloc(void *p, size_t n) {
     }
     return q;
   }
-  if (nm_guard_on) return nm_guard_realloc(NM_ENTRY_REALLOC, p, n);
+  if (nm_guard_on) return nm_guard_realloc(NM_ENTRY_REALLOC, p, n, __builtin_return_address(0));
   void *q = nm_realloc(p, n);
   if (NM_UNLIKELY(q == NULL) && n != 0) return nm_realloc_failed(NM_ENTRY_REALLOC, p, n, 0, n);
   return q;
@@ -102,7 +103,7 @@ NM_EXPORT void *reallocarray(void *p, size_t count, size_t size) {
     return nm_oom(NM_ENTRY_REALLOCARRAY, size, count, 0);
   }
   if (NM_UNLIKELY(!nm_preload_ready_now()) || n == 0) return realloc(p, n);
-  if (nm_guard_on) return nm_guard_realloc(NM_ENTRY_REALLOCARRAY, p, n);
+  if (nm_guard_on) return nm_guard_realloc(NM_ENTRY_REALLOCARRAY, p, n, __builtin_return_address(0));
   void *q = nm_realloc(p, n);
   if (NM_UNLIKELY(q == NULL)) return nm_realloc_failed(NM_ENTRY_REALLOCARRAY, p, n, count, size);
   return q;
@@ -114,14 +115,14 @@ static inline void nm_preload_wait(void) {
 
 /* memalign-style requests: glibc's checks first (no report for a bad alignment), then the
  * guard or the heap, then the out-of-memory handling. */
-static void *nm_aligned_request(nm_entry_t entry, size_t alignment, size_t n) {
+static void *nm_aligned_request(nm_entry_t entry, size_t alignment, size_t n, void *caller) {
   nm_preload_wait();
   if (nm_guard_on) {
     if (alignment > SIZE_MAX / 2 + 1) {
       errno = EINVAL;
       return NULL;
     }
-    return nm_guard_alloc(entry, n, alignment, false);
+    return nm_guard_alloc(entry, n, alignment, false, caller);
   }
   void *p = nm_memalign(alignment, n);
   if (NM_UNLIKELY(p == NULL) && errno == ENOMEM) p = nm_oom(entry, n, 0, alignment);
@@ -132,7 +133,7 @@ NM_EXPORT int posix_memalign(void **out, size_t alignment, size_t n) {
   if (alignment % sizeof(void *) != 0 || (alignment & (alignment - 1)) != 0 || alignment == 0)
     return EINVAL;
   int saved = errno;
-  void *p = nm_aligned_request(NM_ENTRY_POSIX_MEMALIGN, alignment, n);
+  void *p = nm_aligned_request(NM_ENTRY_POSIX_MEMALIGN, alignment, n, __builtin_return_address(0));
   if (p == NULL) {
     errno = ENOMEM;   /* glibc's failing mmap or sbrk leaves it so; tst-malloc-thread-fail checks */
     return ENOMEM;
@@ -143,15 +144,15 @@ NM_EXPORT int posix_memalign(void **out, size_t alignment, size_t n) {
 }
 
 NM_EXPORT void *aligned_alloc(size_t alignment, size_t n) {
-  return nm_aligned_request(NM_ENTRY_ALIGNED_ALLOC, alignment, n);   /* glibc: memalign */
+  return nm_aligned_request(NM_ENTRY_ALIGNED_ALLOC, alignment, n, __builtin_return_address(0));   /* glibc: memalign */
 }
 
 NM_EXPORT void *memalign(size_t alignment, size_t n) {
-  return nm_aligned_request(NM_ENTRY_MEMALIGN, alignment, n);
+  return nm_aligned_request(NM_ENTRY_MEMALIGN, alignment, n, __builtin_return_address(0));
 }
 
 NM_EXPORT void *valloc(size_t n) {
-  return nm_aligned_request(NM_ENTRY_VALLOC, nm_os_page_size(), n);
+  return nm_aligned_request(NM_ENTRY_VALLOC, nm_os_page_size(), n, __builtin_return_address(0));
 }
 
 NM_EXPORT void *pvalloc(size_t n) {
@@ -160,7 +161,7 @@ NM_EXPORT void *pvalloc(size_t n) {
     nm_preload_wait();
     return nm_oom(NM_ENTRY_PVALLOC, n, 0, page);
   }
-  return nm_aligned_request(NM_ENTRY_PVALLOC, page, rounded & ~(page - 1));
+  return nm_aligned_request(NM_ENTRY_PVALLOC, page, rounded & ~(page - 1), __builtin_return_address(0));
 }
 
 NM_EXPORT size_t malloc_usable_size(void *p) {

@@ -57,6 +57,9 @@ static const char *const preset_names[] = { "production", "development", NULL };
 static const char *const classes_names[] = { "4", "8", NULL };
 static const char *const oom_names[] = { "null", "abort", "fallback", NULL };
 static const char *const misuse_names[] = { "abort", "report", NULL };
+/* The boolean words stay valid: on (and its synonyms) is every block, as it always was. */
+static const char *const alloc_backtrace_names[] = { "off", "sample", "full", "on", "0", "1", "false",
+                                                     "true", "no", "yes", NULL };
 
 static const char *const stats_names[] = { "off", "exit", "terminal", NULL };
 static const char *const stats_signal_names[] = { "USR1", "USR2", "none", NULL };
@@ -77,6 +80,13 @@ static void apply_stats_format(nm_config_t *cfg, unsigned which) {
   cfg->stats_asked = true;
 }
 static void apply_misuse(nm_config_t *cfg, unsigned which) { cfg->misuse = (nm_misuse_t)which; }
+static void apply_alloc_backtrace(nm_config_t *cfg, unsigned which) {
+  static const uint8_t mode[] = { NM_ALLOC_BACKTRACE_OFF,  NM_ALLOC_BACKTRACE_SAMPLE, NM_ALLOC_BACKTRACE_FULL,
+                                  NM_ALLOC_BACKTRACE_FULL, NM_ALLOC_BACKTRACE_OFF,    NM_ALLOC_BACKTRACE_FULL,
+                                  NM_ALLOC_BACKTRACE_OFF,  NM_ALLOC_BACKTRACE_FULL,   NM_ALLOC_BACKTRACE_OFF,
+                                  NM_ALLOC_BACKTRACE_FULL };
+  cfg->alloc_backtrace = (nm_alloc_backtrace_t)mode[which];
+}
 
 static void apply_strategy(nm_config_t *cfg, unsigned which) {
   const strategy_desc_t *s = &strategies[which];
@@ -96,7 +106,7 @@ static void apply_preset(nm_config_t *cfg, unsigned which) {
   cfg->junk = dev;
   cfg->fill = dev;
   cfg->canary = dev;
-  cfg->alloc_backtrace = dev;
+  cfg->alloc_backtrace = dev ? NM_ALLOC_BACKTRACE_SAMPLE : NM_ALLOC_BACKTRACE_OFF;
   cfg->stats = dev ? NM_STATS_TERMINAL : NM_STATS_OFF;
 }
 
@@ -158,7 +168,7 @@ typedef struct key_desc_s {
   K(oom, KIND_ENUM, 0, oom_names, apply_oom, 0, 0)                                                \
   K(misuse, KIND_ENUM, 0, misuse_names, apply_misuse, 0, 0)                                       \
   K(canary, KIND_BOOL, FIELD(canary), nm_bool_words, NULL, 0, 0)                                  \
-  K(alloc_backtrace, KIND_BOOL, FIELD(alloc_backtrace), nm_bool_words, NULL, 0, 0)              \
+  K(alloc_backtrace, KIND_ENUM, 0, alloc_backtrace_names, apply_alloc_backtrace, 0, 0)           \
   K(stats, KIND_ENUM, 0, stats_names, apply_stats, 0, 0)                                          \
   K(stats_signal, KIND_ENUM, 0, stats_signal_names, apply_stats_signal, 0, 0)                     \
   K(stats_format, KIND_ENUM, 0, stats_format_names, apply_stats_format, 0, 0)                     \

@@ -64,6 +64,13 @@ typedef struct nm_route_range_s {
   nm_backend_id_t backend;
 } nm_route_range_t;
 
+/* alloc_backtrace=: what a guarded block records of where it was allocated. */
+typedef enum nm_alloc_backtrace_e {
+  NM_ALLOC_BACKTRACE_OFF = 0,
+  NM_ALLOC_BACKTRACE_SAMPLE,   /* the call site always, a whole backtrace for 1 block in ~64 */
+  NM_ALLOC_BACKTRACE_FULL,     /* a whole backtrace for every block */
+} nm_alloc_backtrace_t;
+
 typedef struct nm_config_s {
   nm_strategy_t strategy;
   nm_preset_t preset;
@@ -81,7 +88,7 @@ typedef struct nm_config_s {
   nm_oom_t oom;                    /* oom=null|abort|fallback */
   nm_misuse_t misuse;              /* misuse=abort|report */
   bool canary;                     /* canary=BOOL: guard bytes, double/invalid-free checks */
-  bool alloc_backtrace;            /* alloc_backtrace=BOOL: misuse reports say where from */
+  nm_alloc_backtrace_t alloc_backtrace;   /* alloc_backtrace=off|sample|full: where blocks came from */
   nm_stats_when_t stats;           /* stats=off|exit|terminal */
   nm_stats_signal_t stats_signal;  /* stats_signal=USR1|USR2|none */
   nm_stats_format_t stats_format;  /* stats_format=text|json|prometheus */

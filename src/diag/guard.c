@@ -30,8 +30,15 @@ bool nm_guard_on;
 typedef struct nm_trailer_s {
   uint64_t tag;
   uint64_t size;                 /* bytes asked */
-  void *trace[NM_TRACE_FRAMES];  /* alloc_backtrace=on only; NULL-padded */
+  void *trace[NM_TRACE_FRAMES];  /* with alloc_backtrace only; NULL-padded */
 } nm_trailer_t;
+
+/* alloc_backtrace=sample: a whole backtrace (about 1.5 us: libgcc's unwinder) for one block
+ * in NM_TRACE_EVERY on average, at random intervals so that no allocation pattern is always
+ * missed; the others record their call site, then this mark. */
+#define NM_TRACE_EVERY 64u
+#define NM_TRACE_SITE_ONLY ((void *)1)
+static __thread uint32_t nm_trace_left, nm_trace_rng;
 
 static bool nm_canary;
 static size_t nm_trailer_size;   /* 16, or sizeof(nm_trailer_t) with alloc_backtrace */
@@ -152,24 +159,53 @@ void *nm_oom(nm_entry_t entry, size_t n, size_t count, size_t alignment) {
 
 /* ---- canaries and trailers -------------------------------------------------------------- */
 
+/* Where the block of trailer t was allocated, for a report. */
+static void nm_trace_into(const nm_trailer_t *t, nm_misuse_report_t *m) {
+  if (nm_trailer_size != sizeof *t) return;
+  int k = 0;
+  while (k < NM_TRACE_FRAMES && t->trace[k] != NULL && t->trace[k] != NM_TRACE_SITE_ONLY) k++;
+  m->alloc_trace = t->trace;
+  m->alloc_frames = k;
+  m->alloc_site_only = k < NM_TRACE_FRAMES && t->trace[k] == NM_TRACE_SITE_ONLY;
+}
+
+/* The trailer's trace: whole (alloc_backtrace=full, or this block is sampled) or the call
+ * site only. */
+static void nm_trace_record(nm_trailer_t *t, void *caller) {
+  if (nm_route.alloc_backtrace == NM_ALLOC_BACKTRACE_SAMPLE && nm_trace_left > 0) {
+    nm_trace_left--;
+    t->trace[0] = caller;
+    t->trace[1] = NM_TRACE_SITE_ONLY;
+    return;
+  }
+  if (nm_route.alloc_backtrace == NM_ALLOC_BACKTRACE_SAMPLE) {
+    /* A fixed seed: the same program samples the same blocks in every run. */
+    uint32_t x = nm_trace_rng ? nm_trace_rng : 0x9e3779b9u;
+    x ^= x << 13, x ^= x >> 17, x ^= x << 5;   /* xorshift32 */
+    nm_trace_rng = x;
+    nm_trace_left = x % (2 * NM_TRACE_EVERY - 1);   /* 0..126: one block in 64 on average */
+  }
+  if (nm_backtrace_capture(t->trace, NM_TRACE_FRAMES, 1) == 0) t->trace[0] = caller;
+}
+
 static void nm_trailer_read(const uint8_t *at, nm_trailer_t *t) {
   memset(t, 0, sizeof *t);
   memcpy(t, at, nm_trailer_size);
 }
 
 /* Guard bytes and trailer for a block of n bytes asked at p, usable bytes u. */
-static void nm_arm(uint8_t *p, size_t n, size_t u) {
+static void nm_arm(uint8_t *p, size_t n, size_t u, void *caller) {
   size_t at = u - nm_trailer_size;
   memset(p + n, NM_CANARY_BYTE, at - n);
   nm_trailer_t t;
   memset(&t, 0, sizeof t);
   t.tag = (uintptr_t)p ^ NM_TAG_LIVE;
   t.size = n;
-  if (nm_trailer_size == sizeof t) nm_backtrace_capture(t.trace, NM_TRACE_FRAMES, 1);
+  if (nm_trailer_size == sizeof t) nm_trace_record(&t, caller);
   memcpy(p + at, &t, nm_trailer_size);
 }
 
-void *nm_guard_alloc(nm_entry_t entry, size_t n, size_t alignment, bool zero) {
+void *nm_guard_alloc(nm_entry_t entry, size_t n, size_t alignment, bool zero, void *caller) {
   nm_oom_report_t r = { .entry = entry, .size = n, .alignment = alignment };
   size_t m = n;
   if (nm_canary && __builtin_add_overflow(n, NM_CANARY_MIN + nm_trailer_size, &m)) m = SIZE_MAX;
@@ -212,7 +248,7 @@ void *nm_guard_alloc(nm_entry_t entry, size_t n, size_t alignment, bool zero) {
     if (p == NULL) return nm_guard_fail(&r);
   }
   if (r.fallback) nm_report_oom(&r);
-  if (nm_canary) nm_arm(p, n, u);
+  if (nm_canary) nm_arm(p, n, u, caller);
   return p;
 }
 
@@ -231,12 +267,7 @@ static void nm_misuse(nm_misuse_kind_t kind, nm_entry_t entry, const void *p, co
                       size_t size, const char *detail, const nm_trailer_t *t) {
   nm_misuse_report_t m = { .kind = kind, .entry = entry, .ptr = p, .block = block,
                            .block_size = size, .detail = detail };
-  if (t != NULL && nm_trailer_size == sizeof *t) {
-    int k = 0;
-    while (k < NM_TRACE_FRAMES && t->trace[k] != NULL) k++;
-    m.alloc_trace = t->trace;
-    m.alloc_frames = k;
-  }
+  if (t != NULL) nm_trace_into(t, &m);
   nm_report_misuse(&m);
 }
 
@@ -364,20 +395,29 @@ static bool nm_check(nm_entry_t entry, void *ptr, nm_live_t *out) {
   return nm_judge(entry, p, block, pg->block_size, out);
 }
 
+/* Index of the first byte of p[0..n) that is not `byte`, or n. Eight bytes a compare: the
+ * guard checks every canary and quarantined block this way. */
+static size_t nm_first_not(const uint8_t *p, size_t n, uint8_t byte) {
+  uint64_t all = 0x0101010101010101ull * byte;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    memcpy(&w, p + i, 8);
+    if (w != all) break;
+  }
+  while (i < n && p[i] == byte) i++;
+  return i;
+}
+
 /* The guard bytes after the request must be intact. */
 static bool nm_check_canary(nm_entry_t entry, const nm_live_t *b) {
   size_t at = b->usable - nm_trailer_size;
-  for (size_t i = b->t.size; i < at; i++) {
-    if (b->p[i] == NM_CANARY_BYTE) continue;
+  size_t i = b->t.size + nm_first_not(b->p + b->t.size, at - b->t.size, NM_CANARY_BYTE);
+  if (i < at) {
     nm_misuse_report_t m = { .kind = NM_MISUSE_OVERFLOW, .entry = entry, .ptr = b->p,
                              .block = b->p, .block_size = b->t.size, .offset = i,
                              .found = b->p[i], .expected = NM_CANARY_BYTE };
-    if (nm_trailer_size == sizeof b->t) {
-      int k = 0;
-      while (k < NM_TRACE_FRAMES && b->t.trace[k] != NULL) k++;
-      m.alloc_trace = b->t.trace;
-      m.alloc_frames = k;
-    }
+    nm_trace_into(&b->t, &m);
     nm_report_misuse(&m);
     return false;
   }
@@ -400,15 +440,14 @@ static __thread bool nm_held_keyed;
 static void nm_release(const nm_held_t *h) {
   if (nm_route.junk) {
     size_t check = h->size < NM_JUNK_CHECKED ? h->size : NM_JUNK_CHECKED;
-    for (size_t i = 0; i < check; i++) {
-      if (h->p[i] == NM_JUNK_BYTE) continue;
+    size_t i = nm_first_not(h->p, check, NM_JUNK_BYTE);
+    if (i < check) {
       nm_misuse_report_t m = { .kind = NM_MISUSE_WRITE_AFTER_FREE, .entry = NM_ENTRY_FREE,
                                .ptr = h->p, .block = h->p, .block_size = h->size, .offset = i,
                                .found = h->p[i], .expected = NM_JUNK_BYTE,
                                .detail = "found when the block left the quarantine; the "
                                          "backtrace is of the free that pushed it out" };
       nm_report_misuse(&m);
-      break;
     }
   }
   nm_raw_free(h->p, h->usable);
@@ -457,8 +496,8 @@ void nm_guard_free(nm_entry_t entry, void *p) {
   nm_quarantine(&b);
 }
 
-void *nm_guard_realloc(nm_entry_t entry, void *p, size_t n) {
-  if (p == NULL) return nm_guard_alloc(entry, n, 0, false);
+void *nm_guard_realloc(nm_entry_t entry, void *p, size_t n, void *caller) {
+  if (p == NULL) return nm_guard_alloc(entry, n, 0, false, caller);
   if (n == 0) {   /* glibc: free, and return NULL */
     nm_guard_free(entry, p);
     return NULL;
@@ -476,7 +515,7 @@ void *nm_guard_realloc(nm_entry_t entry, void *p, size_t n) {
   } else {
     old = nm_usable_size(p);
   }
-  void *q = nm_guard_alloc(entry, n, 0, false);
+  void *q = nm_guard_alloc(entry, n, 0, false, caller);
   if (q == NULL) return NULL;   /* p untouched */
   memcpy(q, p, old < n ? old : n);
   nm_guard_free(entry, p);

@@ -20,11 +20,12 @@ extern bool nm_guard_on;
 /* From nm_route: budgets, canary, alloc_backtrace. Call after the runtime is initialised. */
 void nm_guard_init(void);
 
-/* alignment 0: the default. zero: calloc. NULL + errno ENOMEM (after the report) on failure;
- * memalign-style entries check their alignment before calling. */
-void *nm_guard_alloc(nm_entry_t entry, size_t n, size_t alignment, bool zero);
+/* alignment 0: the default. zero: calloc. caller: the program's call site (the entry point's
+ * return address), recorded with alloc_backtrace. NULL + errno ENOMEM (after the report) on
+ * failure; memalign-style entries check their alignment before calling. */
+void *nm_guard_alloc(nm_entry_t entry, size_t n, size_t alignment, bool zero, void *caller);
 void nm_guard_free(nm_entry_t entry, void *p);
-void *nm_guard_realloc(nm_entry_t entry, void *p, size_t n);
+void *nm_guard_realloc(nm_entry_t entry, void *p, size_t n, void *caller);
 size_t nm_guard_usable_size(void *p);
 
 /* Out-of-memory handling of the unguarded path: the report, then oom=fallback's system

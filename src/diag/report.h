@@ -74,8 +74,9 @@ typedef struct nm_misuse_report_s {
   size_t offset;              /* overflow/write-after-free: first bad byte, from block */
   unsigned found, expected;   /* that byte, and what it should have been */
   const char *detail;         /* one more sentence, or NULL */
-  void *const *alloc_trace;   /* where the block was allocated (alloc_backtrace=on) */
+  void *const *alloc_trace;   /* where the block was allocated (alloc_backtrace) */
   int alloc_frames;
+  bool alloc_site_only;       /* alloc_trace is the call site alone (alloc_backtrace=sample) */
 } nm_misuse_report_t;
 
 /* Report a misuse (unless rate-limited); then abort() unless misuse=report. */

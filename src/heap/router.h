@@ -36,7 +36,7 @@ typedef struct nm_route_s {
   uint8_t oom;                    /* nm_oom_t */
   uint8_t misuse;                 /* nm_misuse_t */
   bool canary;
-  bool alloc_backtrace;
+  uint8_t alloc_backtrace;        /* nm_alloc_backtrace_t */
   /* Statistics (src/diag/stats_dump.c). */
   uint8_t stats;                  /* nm_stats_when_t */
   uint8_t stats_signal;           /* nm_stats_signal_t */

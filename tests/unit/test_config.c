@@ -815,6 +815,23 @@ Test(config, canary_and_backtrace_values) {
   r = ok("preset=development,alloc_backtrace=off");   /* after the preset: it wins */
   cr_expect(r.cfg.canary && !r.cfg.alloc_backtrace);
   problem_prefix("canary=maybe", "canary", "bad value 'maybe' for 'canary': expected ");
+  /* development samples; the boolean words keep their old meaning (on: every block). */
+  cr_expect_eq(ok("preset=development").cfg.alloc_backtrace, NM_ALLOC_BACKTRACE_SAMPLE);
+  cr_expect_eq(ok("alloc_backtrace=sample").cfg.alloc_backtrace, NM_ALLOC_BACKTRACE_SAMPLE);
+  cr_expect_eq(ok("alloc_backtrace=full").cfg.alloc_backtrace, NM_ALLOC_BACKTRACE_FULL);
+  static const char *const full_words[] = { "on", "1", "true", "yes", NULL };
+  static const char *const off_words[] = { "off", "0", "false", "no", NULL };
+  char text[64];
+  for (const char *const *w = full_words; *w; w++) {
+    snprintf(text, sizeof text, "preset=development,alloc_backtrace=%s", *w);
+    cr_expect_eq(ok(text).cfg.alloc_backtrace, NM_ALLOC_BACKTRACE_FULL, "%s", text);
+  }
+  for (const char *const *w = off_words; *w; w++) {
+    snprintf(text, sizeof text, "preset=development,alloc_backtrace=%s", *w);
+    cr_expect_eq(ok(text).cfg.alloc_backtrace, NM_ALLOC_BACKTRACE_OFF, "%s", text);
+  }
+  problem_prefix("alloc_backtrace=some", "alloc_backtrace",
+                 "bad value 'some' for 'alloc_backtrace': expected off|sample|full|on|0|1|false|true|no|yes");
 }
 
 Test(config, stats_values) {
