@@ -8,7 +8,7 @@ production and in development, interleaved, with medians and ratios.
 
 The goal (issue 16): preset=development within about 3x of production's time on
 allocation-heavy programs. Columns: production (the default), development (its default
-alloc_backtrace=sample: the call site of every block, a whole backtrace for 1 block in 64),
+alloc_backtrace=sample: the call site of every block, a whole backtrace for 1 block in 256),
 development with alloc_backtrace=full (a whole backtrace for every block: what development
 cost before sampling), and glibc as the reference. Each program's output is compared with
 glibc's run: a run whose output differs is a failure, not a figure.
@@ -175,7 +175,7 @@ def main():
              table, "",
              "Goal: development within %.0fx of production on each program; worst here: %.2fx." % (GOAL, worst),
              "A whole backtrace costs about 1.5 us (libgcc's unwinder); sampling keeps one for about"
-             " 1 block in 64 and the call site for the others. The guard's remaining cost (canary,"
+             " 1 block in 256 and the call site for the others. The guard's remaining cost (canary,"
              " junk, fill, quarantine, the checks on free) is what is left of the ratio.", ""]
     if failures:
         lines += ["> Failures: " + "; ".join(failures), ""]

@@ -24,6 +24,12 @@
 # with apt-get if it is missing: only here, it is not one of scripts/deps.sh's packages.
 # The full run does not run the idle benchmark; it keeps the section an earlier --idle run
 # wrote (bench/run.py includes docs/benchmarks-idle.md).
+#
+#   scripts/bench.sh --devmode       # what preset=development costs on real programs
+#                                    # (bench/devmode.py, 3 interleaved runs; about 2 minutes):
+#                                    # writes docs/benchmarks-devmode.md and its section in
+#                                    # docs/benchmarks.md. Uses the main build (scripts/build.sh,
+#                                    # tests on: it runs tests/programs/nm_cxx).
 # Benchmarks are never part of the test suite. Leave the machine otherwise idle meanwhile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +38,11 @@ idle=0
 if [ "${1:-}" = "--idle" ]; then
   idle=1
   shift
+fi
+if [ "${1:-}" = "--devmode" ]; then
+  shift
+  bash scripts/build.sh >/dev/null
+  exec python3 bench/devmode.py "$@"
 fi
 
 bash scripts/deps.sh

@@ -8,6 +8,7 @@
 
 #include "diag/backtrace.h"
 #include "diag/budget.h"
+#include "diag/trace_depot.h"
 #include "heap/alloc.h"
 #include "heap/router.h"
 #include "os/os.h"
@@ -19,7 +20,6 @@ bool nm_guard_on;
 
 #define NM_CANARY_MIN   8u       /* guard bytes after the request, at least */
 #define NM_CANARY_BYTE  0xCBu
-#define NM_TRACE_FRAMES 8
 #define NM_QUARANTINE   64u      /* freed blocks each thread holds back */
 #define NM_QUARANTINE_BLOCK ((size_t)16 << 10)   /* bigger blocks are not held back */
 #define NM_JUNK_CHECKED 64u      /* bytes of a quarantined block checked for late writes */
@@ -30,14 +30,17 @@ bool nm_guard_on;
 typedef struct nm_trailer_s {
   uint64_t tag;
   uint64_t size;                 /* bytes asked */
-  void *trace[NM_TRACE_FRAMES];  /* with alloc_backtrace only; NULL-padded */
+  /* With alloc_backtrace only: where it was allocated, the call site (the return address
+   * of the entry point) or a stored trace (nm_trace_t *, with NM_WHERE_TRACE set: user
+   * addresses never have the top bit). */
+  uintptr_t where;
 } nm_trailer_t;
 
 /* alloc_backtrace=sample: a whole backtrace (about 1.5 us: libgcc's unwinder) for one block
  * in NM_TRACE_EVERY on average, at random intervals so that no allocation pattern is always
- * missed; the others record their call site, then this mark. */
-#define NM_TRACE_EVERY 64u
-#define NM_TRACE_SITE_ONLY ((void *)1)
+ * missed; the others record their call site only. */
+#define NM_TRACE_EVERY 256u
+#define NM_WHERE_TRACE ((uintptr_t)1 << 63)
 static __thread uint32_t nm_trace_left, nm_trace_rng;
 
 static bool nm_canary;
@@ -161,21 +164,24 @@ void *nm_oom(nm_entry_t entry, size_t n, size_t count, size_t alignment) {
 
 /* Where the block of trailer t was allocated, for a report. */
 static void nm_trace_into(const nm_trailer_t *t, nm_misuse_report_t *m) {
-  if (nm_trailer_size != sizeof *t) return;
-  int k = 0;
-  while (k < NM_TRACE_FRAMES && t->trace[k] != NULL && t->trace[k] != NM_TRACE_SITE_ONLY) k++;
-  m->alloc_trace = t->trace;
-  m->alloc_frames = k;
-  m->alloc_site_only = k < NM_TRACE_FRAMES && t->trace[k] == NM_TRACE_SITE_ONLY;
+  if (nm_trailer_size != sizeof *t || t->where == 0) return;
+  if (t->where & NM_WHERE_TRACE) {
+    const nm_trace_t *trace = (const nm_trace_t *)(t->where & ~NM_WHERE_TRACE);
+    m->alloc_trace = trace->ips;
+    m->alloc_frames = (int)trace->frames;
+  } else {
+    m->alloc_trace = (void *const *)&t->where;
+    m->alloc_frames = 1;
+    m->alloc_site_only = true;
+  }
 }
 
 /* The trailer's trace: whole (alloc_backtrace=full, or this block is sampled) or the call
  * site only. */
 static void nm_trace_record(nm_trailer_t *t, void *caller) {
+  t->where = (uintptr_t)caller;
   if (nm_route.alloc_backtrace == NM_ALLOC_BACKTRACE_SAMPLE && nm_trace_left > 0) {
     nm_trace_left--;
-    t->trace[0] = caller;
-    t->trace[1] = NM_TRACE_SITE_ONLY;
     return;
   }
   if (nm_route.alloc_backtrace == NM_ALLOC_BACKTRACE_SAMPLE) {
@@ -183,9 +189,12 @@ static void nm_trace_record(nm_trailer_t *t, void *caller) {
     uint32_t x = nm_trace_rng ? nm_trace_rng : 0x9e3779b9u;
     x ^= x << 13, x ^= x >> 17, x ^= x << 5;   /* xorshift32 */
     nm_trace_rng = x;
-    nm_trace_left = x % (2 * NM_TRACE_EVERY - 1);   /* 0..126: one block in 64 on average */
+    nm_trace_left = x % (2 * NM_TRACE_EVERY - 1);   /* 0..510: one block in 256 on average */
   }
-  if (nm_backtrace_capture(t->trace, NM_TRACE_FRAMES, 1) == 0) t->trace[0] = caller;
+  void *ips[NM_TRACE_FRAMES];
+  int n = nm_backtrace_capture(ips, NM_TRACE_FRAMES, 1);
+  const nm_trace_t *stored = n > 0 ? nm_trace_depot_put(ips, n) : NULL;
+  if (stored != NULL) t->where = (uintptr_t)stored | NM_WHERE_TRACE;
 }
 
 static void nm_trailer_read(const uint8_t *at, nm_trailer_t *t) {

@@ -472,7 +472,7 @@ void nm_report_misuse(const nm_misuse_report_t *m) {
     if (m->alloc_frames > 0) {
       nm_label(&b, "allocated");
       nm_buf_str(&b, m->alloc_site_only ? "at (the call site only: alloc_backtrace=sample keeps a whole "
-                                           "backtrace for 1 block in 64, alloc_backtrace=full for every one)\n"
+                                           "backtrace for 1 block in 256, alloc_backtrace=full for every one)\n"
                                          : "at\n");
       nm_backtrace_format(&b, m->alloc_trace, m->alloc_frames);
     }

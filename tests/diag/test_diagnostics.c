@@ -591,7 +591,7 @@ static void check_double_free_dev(const char *preset, const char *size, const ch
     expect_frame(&run, "  allocated at", "nm_child_double_free");
   } else {
     expect_err_has(&run, "\n  allocated at (the call site only: alloc_backtrace=sample keeps a whole "
-                         "backtrace for 1 block in 64, alloc_backtrace=full for every one)\n    #0 0x");
+                         "backtrace for 1 block in 256, alloc_backtrace=full for every one)\n    #0 0x");
     expect_frame(&run, "  allocated at", "nm_child_alloc");
   }
   CHECK(&run, count_of(run.r.err, "nebula: heap misuse: ") == 1, "one report, then the abort");
