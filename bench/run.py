@@ -11,12 +11,16 @@ Runs are interleaved: for run i in 1..N, for each workload, every allocator runs
 an order rotated by i and by the workload, so slow drifts of the machine (other load,
 thermal, page cache) spread over all allocators instead of landing on one.
 
+Every table shows time and peak RSS (VmHWM) side by side, and a summary gives, per
+allocator, the geometric mean of peak RSS across the workloads and its ratio to glibc's.
+
 Standard library only.
 """
 import argparse
 import datetime
 import hashlib
 import json
+import math
 import os
 import platform
 import re
@@ -48,6 +52,7 @@ ALLOCATORS = [
 # Reference columns for the ratios, and the issue's targets for nebula.
 REF_GLIBC, REF_MIMALLOC, SUBJECT = "glibc", "mimalloc", "nebula"
 MIMALLOC_TARGET = 1.25
+RSS_TARGET = 1.0  # geometric mean over the workloads of nebula's peak RSS / glibc's
 SMALL_MAX = 1024  # pairs-N / batch-N with N <= this are the "small-size" workloads
 # nebula with the statistics counters compiled out, and the target for what they may cost.
 NOCOUNTERS = "nebula-nocounters"
@@ -368,12 +373,13 @@ def summarise(records, workloads, allocs, instructions=None):
                 row[a] = {"error": fails[0] if fails else "no result"}
                 continue
             secs = [r["seconds"] for r in ok]
+            rss = [r["maxrss_kb"] for r in ok if r.get("maxrss_kb")]
             row[a] = {
                 "median_s": statistics.median(secs),
                 "min_s": min(secs),
                 "max_s": max(secs),
                 "ops": ok[0]["ops"],
-                "median_maxrss_kb": statistics.median(r["maxrss_kb"] for r in ok),
+                "median_maxrss_kb": statistics.median(rss) if rss else None,
                 "median_cpu_s": statistics.median(r.get("cpu_seconds", r["seconds"]) for r in ok),
                 "median_preempt": statistics.median(r.get("preempt", 0) for r in ok),
                 "runs": len(ok),
@@ -387,6 +393,10 @@ def summarise(records, workloads, allocs, instructions=None):
                     row[a]["vs_" + ref] = row[a]["median_s"] / base
                 if "median_cpu_s" in row[a] and base_cpu:
                     row[a]["cpu_vs_" + ref] = row[a]["median_cpu_s"] / base_cpu
+            base_rss = row.get(ref, {}).get("median_maxrss_kb")
+            for a in allocs:
+                if row[a].get("median_maxrss_kb") and base_rss:
+                    row[a]["rss_vs_" + ref] = row[a]["median_maxrss_kb"] / base_rss
         for a, n in ((instructions or {}).get(w) or {}).items():
             if n and a in row:
                 row[a]["instructions"] = n
@@ -413,6 +423,81 @@ def md_table(header, rows):
     return "\n".join([fmt(header), sep] + [fmt(r) for r in rows])
 
 
+def geomean(xs):
+    xs = list(xs)
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else None
+
+
+def rss_geomeans(summary, workloads, allocs):
+    """[(allocator, n, geomean RSS KiB, glibc's geomean over the same workloads, RSS ratio,
+    geomean of the time ratios to glibc)]: per allocator, over the workloads where both it
+    and glibc have a peak RSS, so the two geomeans are over the same set. Without a glibc
+    column: the allocator's own geomean over the workloads it finished, no ratios."""
+    rows = []
+    have_ref = REF_GLIBC in allocs
+    for a in allocs:
+        ws = [w for w in workloads if summary[w][a].get("median_maxrss_kb")
+              and (not have_ref or summary[w][REF_GLIBC].get("median_maxrss_kb"))]
+        if not ws:
+            rows.append((a, 0, None, None, None, None))
+            continue
+        g = geomean(summary[w][a]["median_maxrss_kb"] for w in ws)
+        ref = geomean(summary[w][REF_GLIBC]["median_maxrss_kb"] for w in ws) if have_ref else None
+        times = [summary[w][a]["vs_" + REF_GLIBC] for w in ws if summary[w][a].get("vs_" + REF_GLIBC)]
+        rows.append((a, len(ws), g, ref, g / ref if ref else None,
+                     geomean(times) if have_ref and len(times) == len(ws) else None))
+    return rows
+
+
+def rss_geomean_text(summary, workloads, allocs):
+    """(title, text): the geometric mean of peak RSS across the workloads, per allocator,
+    against glibc's; the verdict on nebula's. None when nothing has a peak RSS."""
+    rows = rss_geomeans(summary, workloads, allocs)
+    if not any(g for _, _, g, _, _, _ in rows):
+        return None
+    table = []
+    for a, n, g, ref, ratio, tr in rows:
+        verdict = ""
+        if a == SUBJECT and ratio is not None:
+            verdict = ("<= glibc: goal met" if ratio <= RSS_TARGET
+                       else "**above glibc by %.1f%%**" % (100 * (ratio - 1)))
+        elif a == SUBJECT:
+            verdict = "no ratio (no glibc column or no common workload)"
+        table.append([a, n, "-" if g is None else "%.2f" % (g / 1024), "-" if ref is None else "%.2f" % (ref / 1024),
+                      "-" if ratio is None else "%.3f" % ratio, "-" if tr is None else "%.3f" % tr, verdict])
+    text = ("Geometric mean over the workloads of each allocator's median peak RSS (VmHWM), and "
+            "glibc's over the same workloads (those both finished). Goal for %s: RSS ratio <= %.2f. "
+            "The last-but-one column is the geometric mean of the time ratios to glibc over the "
+            "same workloads, for comparison.\n\n" % (SUBJECT, RSS_TARGET)
+            + md_table(["allocator", "workloads", "geomean peak RSS MiB", "glibc geomean MiB",
+                        "RSS ratio to glibc", "time ratio to glibc (geomean)", "verdict"], table))
+    sub = next((r for r in rows if r[0] == SUBJECT), None)
+    if sub and sub[4] is not None:
+        text += ("\n\n%s peak-RSS geomean %.2f MiB, glibc %.2f MiB, over %d workload%s: ratio %.3f (%s)."
+                 % (SUBJECT, sub[2] / 1024, sub[3] / 1024, sub[1], "" if sub[1] == 1 else "s", sub[4],
+                    "goal met" if sub[4] <= RSS_TARGET else "goal not met"))
+    return ("Peak RSS: geometric mean across workloads", text)
+
+
+def time_and_rss(out, summary, workloads, allocs):
+    """Appends the table of median seconds and median peak RSS side by side, per allocator."""
+    hdr = ["workload"]
+    for a in allocs:
+        hdr += [a + " s", a + " MiB"]
+    rows = []
+    for w in workloads:
+        cells = [w]
+        for a in allocs:
+            st = summary[w][a]
+            if "error" in st:
+                cells += ["FAIL", "FAIL"]
+            else:
+                kb = st.get("median_maxrss_kb")
+                cells += ["%.4f" % st["median_s"], "-" if not kb else "%.1f" % (kb / 1024)]
+        rows.append(cells)
+    out.append(("Median seconds and median peak RSS (MiB, VmHWM), side by side", md_table(hdr, rows)))
+
+
 def tables(summary, workloads, allocs):
     out = []
     # Targets for nebula.
@@ -431,14 +516,17 @@ def tables(summary, workloads, allocs):
                     verdict.append("within %.2fx of mimalloc" % MIMALLOC_TARGET if mi <= MIMALLOC_TARGET
                                    else "**over %.2fx mimalloc**" % MIMALLOC_TARGET)
             cg, cm = s.get("cpu_vs_" + REF_GLIBC), s.get("cpu_vs_" + REF_MIMALLOC)
+            rss, rg = s.get("median_maxrss_kb"), s.get("rss_vs_" + REF_GLIBC)
             rows.append([w, "FAIL" if "error" in s else "%.4f" % s["median_s"],
                          "-" if g is None else "%.2f" % g, "-" if mi is None else "%.2f" % mi,
                          "-" if cg is None else "%.2f" % cg, "-" if cm is None else "%.2f" % cm,
+                         "FAIL" if "error" in s else "-" if rss is None else "%.1f" % (rss / 1024),
+                         "-" if rg is None else "%.2f" % rg,
                          "; ".join(verdict)])
         out.append(("Targets: nebula vs glibc (must be < 1 everywhere) and vs mimalloc "
                     "(must be <= %.2f on pairs-/batch- sizes <= %d B)" % (MIMALLOC_TARGET, SMALL_MAX),
                     md_table(["workload", "nebula s", "/glibc", "/mimalloc", "cpu /glibc", "cpu /mimalloc",
-                              "verdict (on wall-clock medians)"], rows)))
+                              "peak RSS MiB", "RSS /glibc", "verdict (on wall-clock medians)"], rows)))
 
     # What the statistics counters cost: nebula against the same sources built without them.
     if SUBJECT in allocs and NOCOUNTERS in allocs:
@@ -493,6 +581,10 @@ def tables(summary, workloads, allocs):
             rows.append([w] + ([ops] if extra_ops else []) + cells)
         out.append((title, md_table(hdr, rows)))
 
+    rss = rss_geomean_text(summary, workloads, allocs)
+    if rss:
+        out.append(rss)
+    time_and_rss(out, summary, workloads, allocs)
     wide("Median seconds (measured part only)", lambda s: s["median_s"], "%.4f", extra_ops=True)
     wide("Median ns per op", lambda s: s["median_s"] * 1e9 / s["ops"], "%.1f")
     wide("Ratio to glibc (median / glibc median; < 1 is faster)", lambda s: s.get("vs_" + REF_GLIBC), "%.2f")
@@ -500,7 +592,9 @@ def tables(summary, workloads, allocs):
          lambda s: s.get("vs_" + REF_MIMALLOC), "%.2f")
     wide("Median CPU seconds of the measured part (all threads)", lambda s: s["median_cpu_s"], "%.4f")
     wide("Median peak RSS, MiB (whole process, VmHWM)",
-         lambda s: s["median_maxrss_kb"] / 1024, "%.1f")
+         lambda s: s["median_maxrss_kb"] / 1024 if s.get("median_maxrss_kb") else None, "%.1f")
+    wide("Peak RSS ratio to glibc (median / glibc median; < 1 is smaller)",
+         lambda s: s.get("rss_vs_" + REF_GLIBC), "%.2f")
     wide("Spread of the runs: (max - min) / median, %",
          lambda s: 100 * (s["max_s"] - s["min_s"]) / s["median_s"] if s["median_s"] else None, "%.0f")
     wide("Median preemptions in the measured part (involuntary context switches)",
@@ -536,7 +630,23 @@ HOW_TO_READ = """\
   small), touching every page; **prodcons** one thread mallocs 16-512 B blocks and a second
   thread frees them (cross-thread free), blocks passed 256 at a time through a lock-free
   ring; **realloc** 16 buffers grown side by side by +16..64 B up to 4 KiB, then x1.5 up to
-  8 KiB - 1 MiB, then shrunk to a quarter and freed.
+  8 KiB - 1 MiB, then shrunk to a quarter and freed; **request-2m/64m** a request's
+  objects (16 B - 16 KiB) allocated, then all freed in allocation order.
+- Workloads shaped like real programs: **larson** 4 threads each replace random blocks
+  (16 B - 1 KiB) in a 1000-slot array, and hand their arrays to the next thread 8 times per
+  run, so blocks are freed by another thread (a server); **espresso** one thread, sizes
+  8 B - 4 KiB skewed small and some 16-64 KiB, 4000 long-lived blocks (replaced, or grown
+  with realloc) and 64 short-lived temporaries, a quarter of the long-lived freed at once
+  every 50,000 steps; **cache-scratch** / **cache-thrash** (after Hoard's) 4 threads
+  allocate an 8-byte object, write it 1000 times and free it, over and over: with objects
+  handed out by the main thread first (scratch: passive false sharing) or not (thrash:
+  active); **scale-1/2/4/8** the same total of malloc(64)+free pairs, in batches of 16,
+  split over 1, 2, 4 or 8 threads. Threads beyond the machine's CPUs (nproc above) take
+  turns, so there the times show oversubscription as well as scaling.
+- **Peak RSS: geometric mean** is, per allocator, the geometric mean over the workloads of
+  its median peak RSS, next to glibc's over the same workloads; the goal is nebula's ratio
+  <= 1. Like the RSS columns, it counts the ~1 MiB of program and libc in every workload,
+  which pulls all ratios toward 1 on the small ones.
 - **nebula-nocounters** is nebula built from the same sources with `-Dcounters=false`
   (scripts/bench.sh builds it next to the other, in build-bench-nocounters), so the
   per-operation statistics counters are compiled out; nebula / nebula-nocounters is what the
