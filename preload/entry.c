@@ -130,8 +130,7 @@ static void *nm_aligned_request(nm_entry_t entry, size_t alignment, size_t n, vo
 }
 
 NM_EXPORT int posix_memalign(void **out, size_t alignment, size_t n) {
-  if (alignment % sizeof(void *) != 0 || (alignment & (alignment - 1)) != 0 || alignment == 0)
-    return EINVAL;
+  if (!nm_posix_alignment_ok(alignment)) return EINVAL;
   int saved = errno;
   void *p = nm_aligned_request(NM_ENTRY_POSIX_MEMALIGN, alignment, n, __builtin_return_address(0));
   if (p == NULL) {
@@ -157,11 +156,11 @@ NM_EXPORT void *valloc(size_t n) {
 
 NM_EXPORT void *pvalloc(size_t n) {
   size_t page = nm_os_page_size(), rounded;
-  if (__builtin_add_overflow(n, page - 1, &rounded)) {
+  if (!nm_pvalloc_size(n, page, &rounded)) {
     nm_preload_wait();
     return nm_oom(NM_ENTRY_PVALLOC, n, 0, page);
   }
-  return nm_aligned_request(NM_ENTRY_PVALLOC, page, rounded & ~(page - 1), __builtin_return_address(0));
+  return nm_aligned_request(NM_ENTRY_PVALLOC, page, rounded, __builtin_return_address(0));
 }
 
 NM_EXPORT size_t malloc_usable_size(void *p) {

@@ -1,75 +1,14 @@
 #include "bump/bump.h"
 
-#include "heap/heap.h"
-#include "heap/router.h"
 #include "pool/page.h"
-#include "pool/segment.h"
 
-static inline size_t nm_bump_need(size_t n) {
-  return NM_BUMP_HEADER + ((n + NM_ALIGN - 1 + (n == 0)) & ~(size_t)(NM_ALIGN - 1));
-}
-
-/* The current region has no room for need bytes: rewind it if nothing in it lives,
- * otherwise start a new one. The current region carries a +1 bias in used, so frees never
- * retire it under us. */
-static NM_NOINLINE nm_page_t *nm_bump_refill(nm_heap_t *h, size_t need) {
-  /* Blocks other threads freed may empty this region or older ones: count them first (a
-   * producer thread that only allocates would otherwise never recycle a region). */
-  if (atomic_load_explicit(&h->remote_pages, memory_order_relaxed) != NULL)
-    nm_heap_collect_remote(h);
-  nm_page_t *old = h->bump;
-  if (old != NULL && old->used == 1) {
-    old->capacity = 0;      /* everything freed: recycle the region whole */
-    h->stats.bump_rewinds++;
-    if (need <= old->reserved) return old;
-  }
-  unsigned slices = (unsigned)(nm_route.bump_region >> NM_SLICE_SHIFT);
-  nm_page_t *pg = nm_heap_page_alloc(h, slices);
-  /* Short of memory, nm_heap_page_alloc releases empty current pages, this region included
-   * (a remote free may just have emptied it): it is no longer ours to retire. */
-  if (h->bump != old) old = NULL;
-  if (pg == NULL) return NULL;
+void nm_bump_region_init(nm_page_t *pg, nm_heap_t *h, unsigned slices, uint8_t flags) {
   pg->class_idx = NM_CLASS_BUMP;
   pg->block_size = 0;
   pg->capacity = 0;                                   /* the cursor, in bytes */
   pg->reserved = (uint32_t)((size_t)slices << NM_SLICE_SHIFT);
   pg->used = 1;                                       /* the current region's bias */
-  h->stats.bump_regions_made++;
-  nm_page_set_owner(pg, h, NM_PAGE_BUMP | nm_page_new_flags);
-  h->bump = pg;
-  if (old != NULL && --old->used == 0) nm_heap_page_retire(h, old);
-  return pg;
-}
-
-void *nm_bump_alloc(nm_heap_t *h, size_t n) {
-  size_t need = nm_bump_need(n);
-  nm_page_t *pg = h->bump;
-  if (NM_UNLIKELY(pg == NULL || pg->capacity + need > pg->reserved)) {
-    pg = nm_bump_refill(h, need);
-    if (pg == NULL) return NULL;
-  }
-  uint8_t *header = pg->start + pg->capacity;
-  pg->capacity += (uint32_t)need;
-  pg->used++;
-  NM_COUNT(pg->allocs++);
-  ((size_t *)header)[0] = need - NM_BUMP_HEADER;
-  ((uintptr_t *)header)[1] = (uintptr_t)pg;
-  return header + NM_BUMP_HEADER;
-}
-
-void nm_bump_emptied(nm_heap_t *h, nm_page_t *pg) {
-  /* The current region emptied (only its bias is left): rewind now, so the next blocks
-   * reuse memory that is still in the cache. */
-  if (pg->used == 1 && pg == h->bump) {
-    pg->capacity = 0;
-    h->stats.bump_rewinds++;
-  } else if (pg->used == 0) {
-    nm_heap_page_retire(h, pg);
-  }
-}
-
-void nm_bump_free_local(nm_heap_t *h, nm_page_t *pg) {
-  if (--pg->used <= 1) nm_bump_emptied(h, pg);
+  nm_page_set_owner(pg, h, NM_PAGE_BUMP | flags);
 }
 
 bool nm_bump_resize(nm_heap_t *h, nm_page_t *pg, void *p, size_t n) {
@@ -82,11 +21,4 @@ bool nm_bump_resize(nm_heap_t *h, nm_page_t *pg, void *p, size_t n) {
   pg->capacity = (uint32_t)(at + need);
   *(size_t *)header = need - NM_BUMP_HEADER;
   return true;
-}
-
-void nm_bump_release(nm_heap_t *h) {
-  nm_page_t *pg = h->bump;
-  if (pg == NULL) return;
-  h->bump = NULL;
-  if (--pg->used == 0) nm_heap_page_retire(h, pg);
 }

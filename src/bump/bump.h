@@ -1,7 +1,7 @@
 /* The bump backend: per-thread regions where an allocation is a cursor increment. Each
  * region counts its live blocks (frees from any thread); a region whose count reaches zero
- * is recycled whole: the current one rewinds its cursor, the others go back to their
- * segment (and are purged like any free slices). The last block of the current region
+ * is recycled whole (the heap decides how: heap/heap_bump.h): the current one rewinds its
+ * cursor, the others go back to their segment. The last block of the current region
  * grows and shrinks in place. Every block has a 16-byte header: its usable size, then its
  * region's descriptor address while it is live (0 once freed), which free checks: a double
  * free or a pointer that is not a block's start finds no tag. */
@@ -16,17 +16,16 @@
 
 #define NM_BUMP_HEADER 16u
 
-/* A block of n bytes (n <= region / 4) from h's current region; NULL if the OS refuses. */
-void *nm_bump_alloc(nm_heap_t *h, size_t n);
+/* Bytes a block of n takes in a region, header included. */
+static inline size_t nm_bump_need(size_t n) {
+  return NM_BUMP_HEADER + ((n + NM_ALIGN - 1 + (n == 0)) & ~(size_t)(NM_ALIGN - 1));
+}
 /* Usable size of a bump block. */
 static inline size_t nm_bump_usable(const void *p) {
   return *(const size_t *)((const uint8_t *)p - NM_BUMP_HEADER);
 }
-/* Inline part of nm_bump_alloc: NULL when the current region has no room (or none yet). */
-static inline void *nm_bump_alloc_fast(nm_heap_t *h, size_t n) {
-  nm_page_t *pg = h->bump;
-  size_t need = NM_BUMP_HEADER + ((n + NM_ALIGN - 1 + (n == 0)) & ~(size_t)(NM_ALIGN - 1));
-  if (NM_UNLIKELY(pg == NULL || pg->capacity + need > pg->reserved)) return NULL;
+/* The next need bytes of region pg, which has room: a block with its header written. */
+static inline void *nm_bump_carve(nm_page_t *pg, size_t need) {
   uint8_t *header = pg->start + pg->capacity;
   pg->capacity += (uint32_t)need;
   pg->used++;
@@ -36,18 +35,25 @@ static inline void *nm_bump_alloc_fast(nm_heap_t *h, size_t n) {
   return header + NM_BUMP_HEADER;
 }
 
+/* The allocation fast path: a block from h's current region, NULL when it has no room (or
+ * there is none yet: then nm_heap_bump_alloc). */
+static inline void *nm_bump_alloc_fast(nm_heap_t *h, size_t n) {
+  nm_page_t *pg = h->bump;
+  size_t need = nm_bump_need(n);
+  if (NM_UNLIKELY(pg == NULL || pg->capacity + need > pg->reserved)) return NULL;
+  return nm_bump_carve(pg, need);
+}
+
+/* Make pg (fresh slices for heap h) an empty bump region, the current one: its live count
+ * holds the +1 bias. flags: the owner word's extra flags (NM_PAGE_DEBUG). */
+void nm_bump_region_init(nm_page_t *pg, nm_heap_t *h, unsigned slices, uint8_t flags);
+
 /* The live tag of bump block p (see above). */
 static inline uintptr_t *nm_bump_tag(void *p) {
   return (uintptr_t *)p - 1;
 }
 
-/* A block of pg (owned by h) was freed by h's thread. */
-void nm_bump_free_local(nm_heap_t *h, nm_page_t *pg);
-/* pg's live count just fell to 1 or 0 after a local free: rewind or retire it. */
-void nm_bump_emptied(nm_heap_t *h, nm_page_t *pg);
 /* Resize p in place (it must be the last block of h's current region); false otherwise. */
 bool nm_bump_resize(nm_heap_t *h, nm_page_t *pg, void *p, size_t n);
-/* The owner leaves: drop the current region's bias (retiring it if nothing lives there). */
-void nm_bump_release(nm_heap_t *h);
 
 #endif

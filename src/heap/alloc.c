@@ -31,7 +31,7 @@ static NM_NOINLINE nm_page_t *nm_page_refill(nm_heap_t *h, unsigned cls) {
   }
   pg = nm_heap_page_alloc(h, nm_classes.slices[cls]);
   if (pg == NULL) return NULL;
-  nm_page_init(pg, h, cls, nm_classes.size[cls]);
+  nm_page_init(pg, h, cls, nm_classes.size[cls], nm_page_new_flags);
   nm_class_count_t *cc = &h->stats.cls[cls];
   if (++cc->pages_made - cc->pages_retired > cc->pages_peak) cc->pages_peak = cc->pages_made - cc->pages_retired;
 found:
@@ -78,7 +78,7 @@ static void *nm_large_alloc(nm_heap_t *h, size_t n) {
   unsigned slices = nm_large_slices(n ? n : 1);
   nm_page_t *pg = nm_heap_page_alloc(h, slices);
   if (pg == NULL) return NULL;
-  nm_page_init(pg, h, NM_CLASS_LARGE, (uint32_t)slices << NM_SLICE_SHIFT);
+  nm_page_init(pg, h, NM_CLASS_LARGE, (uint32_t)slices << NM_SLICE_SHIFT, nm_page_new_flags);
   nm_block_t *b = nm_page_pop(pg, pg->free);
   h->stats.large_bytes_in += (size_t)slices << NM_SLICE_SHIFT;
   return b;
@@ -141,7 +141,7 @@ static void *nm_alloc_routed(size_t n) {
   if (NM_UNLIKELY(h == NULL)) return nm_system_malloc(n);
   void *p;
   switch (nm_router_backend(n)) {
-  case NM_BACKEND_BUMP: p = nm_bump_alloc(h, n); break;
+  case NM_BACKEND_BUMP: p = nm_heap_bump_alloc(h, n); break;
   case NM_BACKEND_POOL: p = nm_pool_alloc(h, nm_router_lookup(n)); break;
   case NM_BACKEND_LARGE: p = nm_large_alloc(h, n); break;
   default: p = NULL; break;
@@ -246,8 +246,8 @@ static void nm_free_ours(nm_page_t *pg, void *p) {
     if (NM_UNLIKELY(flags & NM_PAGE_DEBUG) && nm_heap_junk_on_free())
       memset(p, NM_JUNK_BYTE, nm_debug_fill_len(nm_bump_usable(p)));
     /* A bump region only counts its blocks. */
-    if (pg->heap != h) nm_page_free_remote(pg, p);
-    else nm_bump_free_local(h, pg);
+    if (pg->heap != h) nm_heap_free_remote(pg, p);
+    else nm_heap_bump_free_local(h, pg);
     return;
   }
   nm_block_t *b = p;
@@ -259,7 +259,7 @@ static void nm_free_ours(nm_page_t *pg, void *p) {
   if (NM_UNLIKELY(flags & NM_PAGE_DEBUG) && nm_heap_junk_on_free())
     memset(p, NM_JUNK_BYTE, nm_debug_fill_len(nm_page_usable(pg, p)));
   if (pg->heap != h) {
-    nm_page_free_remote(pg, b);
+    nm_heap_free_remote(pg, b);
     return;
   }
   b->next = pg->free;
@@ -312,7 +312,7 @@ void *nm_calloc(size_t count, size_t size) {
     if (p != NULL && !nm_segment_page_of(p)->zeroed) memset(p, 0, n);
     break;
   case NM_BACKEND_BUMP:
-    p = nm_bump_alloc(h, n);   /* a rewound region holds old data */
+    p = nm_heap_bump_alloc(h, n);   /* a rewound region holds old data */
     if (p != NULL) memset(p, 0, n);
     break;
   default:
@@ -442,13 +442,14 @@ void *nm_memalign(size_t a, size_t n) {
 }
 
 int nm_posix_memalign(void **out, size_t a, size_t n) {
-  if (a % sizeof(void *) != 0 || (a & (a - 1)) != 0 || a == 0) return EINVAL;
+  if (!nm_posix_alignment_ok(a)) return EINVAL;
   int saved = errno;
   void *p = nm_memalign(a, n);
   if (p == NULL) {
-    errno = saved;   /* the result is the return value, not errno */
+    errno = ENOMEM;   /* as glibc's: its failing mmap or sbrk leaves errno so */
     return ENOMEM;
   }
+  errno = saved;
   *out = p;
   return 0;
 }
@@ -462,9 +463,7 @@ void *nm_valloc(size_t n) {
 }
 
 void *nm_pvalloc(size_t n) {
-  size_t page = nm_os_page_size();
-  size_t rounded;
-  if (__builtin_add_overflow(n, page - 1, &rounded)) return nm_fail(ENOMEM);
-  rounded &= ~(page - 1);
+  size_t page = nm_os_page_size(), rounded;
+  if (!nm_pvalloc_size(n, page, &rounded)) return nm_fail(ENOMEM);
   return nm_memalign(page, rounded);
 }

@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "bump/bump.h"
+#include "heap/heap_bump.h"
 #include "heap/heap.h"
 #include "heap/router.h"
 #include "pool/page.h"
@@ -62,7 +63,7 @@ static inline bool nm_free_fast(void *p) {
     uintptr_t *tag = nm_bump_tag(p);
     if (NM_LIKELY(*tag == (uintptr_t)pg)) {
       *tag = 0;
-      if (NM_UNLIKELY(--pg->used <= 1)) nm_bump_emptied(pg->heap, pg);
+      if (NM_UNLIKELY(--pg->used <= 1)) nm_heap_bump_emptied(pg->heap, pg);
       return true;
     }
   }
@@ -87,6 +88,18 @@ int nm_posix_memalign(void **out, size_t alignment, size_t n);
 void *nm_aligned_alloc(size_t alignment, size_t n);
 void *nm_valloc(size_t n);
 void *nm_pvalloc(size_t n);
+
+/* glibc's rules, shared by these and the preload's entry points (which add the guard and the
+ * out-of-memory report): posix_memalign wants a power of two multiple of sizeof(void *)
+ * (EINVAL otherwise); pvalloc rounds n up to whole pages (false if that overflows). */
+static inline bool nm_posix_alignment_ok(size_t a) {
+  return a != 0 && a % sizeof(void *) == 0 && (a & (a - 1)) == 0;
+}
+static inline bool nm_pvalloc_size(size_t n, size_t page, size_t *rounded) {
+  if (__builtin_add_overflow(n, page - 1, rounded)) return false;
+  *rounded &= ~(page - 1);
+  return true;
+}
 /* free() without the guard: any pointer (misuse is reported and ignored); NULL is a no-op. */
 void nm_free(void *p);
 /* System blocks freed by threads without a heap (statistics). */

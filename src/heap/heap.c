@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "bump/bump.h"
+#include "heap/heap_bump.h"
 #include "heap/router.h"
 #include "os/os.h"
 #include "pool/page.h"
@@ -190,7 +191,7 @@ static void nm_heap_drop_empty_current(nm_heap_t *h) {
     pg->used = 0;
     nm_heap_page_retire(h, pg);
   }
-  if (h->bump != NULL && h->bump->used == 1) nm_bump_release(h);
+  if (h->bump != NULL && h->bump->used == 1) nm_heap_bump_release(h);
 }
 
 static nm_page_t *nm_heap_take_page(nm_heap_t *h, unsigned slices) {
@@ -302,8 +303,15 @@ static void nm_heap_reclaim(nm_heap_t *h, bool settled) {
   nm_unlock(&nm_heaps_lock);
 }
 
-void nm_heap_reclaim_orphan(nm_heap_t *h) {
-  nm_heap_reclaim(h, false);
+void nm_heap_free_remote(nm_page_t *pg, nm_block_t *b) {
+  nm_heap_t *h = pg->heap;   /* read before the push: after it, pg may be retired */
+  nm_page_free_remote(pg, b);
+  /* Nobody collects an orphan's frees until a thread adopts it: every 32nd remote free into
+   * it does (counting every free, not only those that queue a page: a bump region takes
+   * hundreds of frees and is queued once). */
+  if (NM_UNLIKELY(__atomic_load_n(&h->state, __ATOMIC_RELAXED) == NM_HEAP_ORPHAN) &&
+      atomic_fetch_add_explicit(&h->orphan_frees, 1, memory_order_relaxed) % 32 == 0)
+    nm_heap_reclaim(h, false);
 }
 
 /* ---- other heaps: time-based purge and trims ----------------------------------------------
@@ -316,6 +324,28 @@ void nm_heap_reclaim_orphan(nm_heap_t *h) {
  * also held across fork so a child never inherits a heap locked by a sweeper). */
 static _Atomic uint64_t nm_sweep_at_ms;
 static nm_lock_t nm_sweep_lock = NM_LOCK_INIT;
+/* This thread holds nm_sweep_lock: a fork from a signal handler that interrupted its sweep
+ * must not wait for it (the prepare handler would spin forever; glibc supports fork from a
+ * handler in a single-threaded process, tst-mallocfork2). */
+static __thread bool nm_sweeping;
+static bool nm_fork_locked;   /* the prepare handler took nm_sweep_lock */
+
+/* The flag goes up before the lock is tried, so no instant exists where this thread holds
+ * the lock without it. */
+static bool nm_sweep_trylock(void) {
+  nm_sweeping = true;
+  if (nm_trylock(&nm_sweep_lock)) return true;
+  nm_sweeping = false;
+  return false;
+}
+static void nm_sweep_lock_wait(void) {
+  nm_sweeping = true;
+  nm_lock(&nm_sweep_lock);
+}
+static void nm_sweep_unlock(void) {
+  nm_sweeping = false;
+  nm_unlock(&nm_sweep_lock);
+}
 
 static void nm_heap_sweep(nm_heap_t *self, uint64_t now, bool all) {
   for (nm_heap_t *h = __atomic_load_n(&nm_heaps_all, __ATOMIC_ACQUIRE); h != NULL; h = h->next_all) {
@@ -347,23 +377,24 @@ void nm_heap_sweep_maybe(nm_heap_t *self) {
   if (!atomic_compare_exchange_strong_explicit(&nm_sweep_at_ms, &due, now + nm_route.purge_delay_ms,
                                                memory_order_relaxed, memory_order_relaxed))
     return;
-  if (!nm_trylock(&nm_sweep_lock)) return;
+  if (!nm_sweep_trylock()) return;
   nm_heap_sweep(self, now, false);
-  nm_unlock(&nm_sweep_lock);
+  nm_sweep_unlock();
 }
 
 void nm_heap_trim_others(nm_heap_t *self) {
-  nm_lock(&nm_sweep_lock);
+  nm_sweep_lock_wait();
   nm_heap_sweep(self, nm_os_now_ms(), true);
-  nm_unlock(&nm_sweep_lock);
+  nm_sweep_unlock();
 }
 
 static void nm_heap_fork_prepare(void) {
-  nm_lock(&nm_sweep_lock);
+  nm_fork_locked = !nm_sweeping;   /* our own sweep, interrupted: the child resets the lock */
+  if (nm_fork_locked) nm_sweep_lock_wait();
 }
 
 static void nm_heap_fork_parent(void) {
-  nm_unlock(&nm_sweep_lock);
+  if (nm_fork_locked) nm_sweep_unlock();
 }
 
 void nm_heap_foreach(void (*fn)(nm_heap_t *h, void *arg), void *arg) {
@@ -374,6 +405,7 @@ void nm_heap_foreach(void (*fn)(nm_heap_t *h, void *arg), void *arg) {
 void nm_heap_after_fork_child(void) {
   nm_lock_reset(&nm_heaps_lock);
   nm_lock_reset(&nm_sweep_lock);
+  if (nm_fork_locked) nm_sweeping = false;   /* else: a sweep of ours goes on after the handler */
   nm_segment_after_fork_child();
   /* Threads other than this one are gone; their heaps may have been mid-update when fork
    * copied them, so they are never adopted (their memory stays with the child, unused). */

@@ -36,10 +36,10 @@ nm_page_t *nm_heap_page_alloc(nm_heap_t *h, unsigned slices);
 /* Give freed memory of the calling thread's heap back to the OS now (its empty current
  * pages and spare segments too). */
 void nm_heap_trim(nm_heap_t *h);
-/* Collect the remote frees of an orphaned heap (any thread may call it): empty pages go
- * back to their segments and the heap purges as at thread exit. No-op if h is not an
- * orphan any more (adopted, or being reclaimed by another thread). */
-void nm_heap_reclaim_orphan(nm_heap_t *h);
+/* b, a live block of pg, freed by a thread other than pg's owner: onto pg's remote list.
+ * The heap's orphan policy rides along: every 32nd remote free into an orphaned heap
+ * collects its remote frees, so its empty pages go back to their segments. */
+void nm_heap_free_remote(nm_page_t *pg, nm_block_t *b);
 /* Call fn on every heap ever created (registry); for statistics. */
 void nm_heap_foreach(void (*fn)(nm_heap_t *h, void *arg), void *arg);
 /* In the child after fork: reset locks; heaps of threads that did not survive are dropped. */
@@ -47,5 +47,16 @@ void nm_heap_after_fork_child(void);
 
 void nm_page_queue_push(nm_page_queue_t *q, nm_page_t *pg);
 void nm_page_queue_remove(nm_page_queue_t *q, nm_page_t *pg);
+
+/* Blocks of pg (a page or region of class c in h) handed out and not freed by h's thread:
+ * its `used` less the +1 bias that h's current page of the class (or current bump region)
+ * carries. Blocks other threads freed count until h collects them. Each field is read once,
+ * so a reader on another thread (statistics) may call it. */
+static inline uint64_t nm_heap_page_live(nm_heap_t *h, nm_page_t *pg, unsigned c) {
+  uint64_t used = __atomic_load_n(&pg->used, __ATOMIC_RELAXED);
+  nm_page_t *biased = c == NM_CLASS_BUMP ? __atomic_load_n(&h->bump, __ATOMIC_RELAXED)
+                                         : __atomic_load_n(&h->current[c], __ATOMIC_RELAXED);
+  return biased == pg && used > 0 ? used - 1 : used;
+}
 
 #endif

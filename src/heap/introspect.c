@@ -38,7 +38,7 @@ static void nm_class_page(nm_heap_t *h, nm_page_t *pg, void *arg) {
   if (pg->class_idx != w->cls) return;
   w->st->pages++;
   w->st->blocks += pg->reserved;
-  w->st->used += pg->used - (h->current[w->cls] == pg);   /* minus the current page's bias */
+  w->st->used += nm_heap_page_live(h, pg, w->cls);
   w->st->bytes += (size_t)pg->slice_count << NM_SLICE_SHIFT;
 }
 
@@ -52,7 +52,7 @@ static void nm_bump_page(nm_heap_t *h, nm_page_t *pg, void *arg) {
   nm_bump_state_t *st = arg;
   if (pg->class_idx != NM_CLASS_BUMP) return;
   size_t bytes = (size_t)pg->slice_count << NM_SLICE_SHIFT;
-  size_t live = pg->used - (h->bump == pg);
+  size_t live = nm_heap_page_live(h, pg, NM_CLASS_BUMP);
   st->regions++;
   st->bytes += bytes;
   st->live += live;

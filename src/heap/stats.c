@@ -11,16 +11,13 @@
 
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
-/* A page's blocks handed out and still live (its `used` less the current page's bias). */
+/* A page's blocks handed out and still live. */
 NM_RACY_READER static void nm_stats_add_page(nm_heap_t *h, nm_page_t *pg, void *arg) {
   nm_stats_t *st = arg;
   unsigned c = LOAD(pg->class_idx);
   if (c >= NM_CLASS_MAX || c == NM_CLASS_NONE) return;
-  uint64_t used = LOAD(pg->used);
-  nm_page_t *biased = (c == NM_CLASS_BUMP) ? LOAD(h->bump) : LOAD(h->current[c]);
-  if (biased == pg && used > 0) used--;
   st->cls[c].allocs += LOAD(pg->allocs);
-  st->cls[c].live += used;
+  st->cls[c].live += nm_heap_page_live(h, pg, c);
 }
 
 NM_RACY_READER static void nm_stats_add_heap(nm_heap_t *h, void *arg) {

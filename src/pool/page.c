@@ -1,7 +1,5 @@
 #include "pool/page.h"
 
-#include "heap/heap.h"
-#include "heap/router.h"
 #include "nm_types.h"
 
 nm_page_t nm_page_empty;
@@ -12,8 +10,8 @@ nm_page_t nm_page_empty;
 #define NM_EXTEND_BYTES ((size_t)4 << 10)
 #define NM_EXTEND_MIN_BLOCKS 4u
 
-void nm_page_init(nm_page_t *pg, nm_heap_t *h, unsigned class_idx, uint32_t block_size) {
-  nm_page_set_owner(pg, h, nm_page_new_flags);
+void nm_page_init(nm_page_t *pg, nm_heap_t *h, unsigned class_idx, uint32_t block_size, uint8_t flags) {
+  nm_page_set_owner(pg, h, flags);
   pg->class_idx = (uint8_t)class_idx;
   pg->block_size = block_size;
   pg->reserved = (uint32_t)(((size_t)pg->slice_count << NM_SLICE_SHIFT) / block_size);
@@ -85,10 +83,4 @@ void nm_page_free_remote(nm_page_t *pg, nm_block_t *b) {
     } while (!atomic_compare_exchange_weak_explicit(&h->remote_pages, &head, pg,
                                                     memory_order_release, memory_order_relaxed));
   }
-  /* Nobody collects an orphan's frees until a thread adopts it: every 32nd remote free into
-   * it does (counting every free, not only those that queue a page: a bump region takes
-   * hundreds of frees and is queued once). The page must not be used after the push. */
-  if (NM_UNLIKELY(__atomic_load_n(&h->state, __ATOMIC_RELAXED) == NM_HEAP_ORPHAN) &&
-      atomic_fetch_add_explicit(&h->orphan_frees, 1, memory_order_relaxed) % 32 == 0)
-    nm_heap_reclaim_orphan(h);
 }

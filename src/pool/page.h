@@ -6,13 +6,15 @@
 
 extern nm_page_t nm_page_empty;   /* never has a free block: every miss lands in a slow path */
 
-/* Make pg (fresh from nm_segment_page_alloc) a page of blocks of block_size for heap h. */
-void nm_page_init(nm_page_t *pg, nm_heap_t *h, unsigned class_idx, uint32_t block_size);
+/* Make pg (fresh from nm_segment_page_alloc) a page of blocks of block_size for heap h,
+ * with the owner-word flags given (NM_PAGE_DEBUG when the heap checks its blocks). */
+void nm_page_init(nm_page_t *pg, nm_heap_t *h, unsigned class_idx, uint32_t block_size, uint8_t flags);
 /* Carve more of the page into the free list; false when it is carved out already. */
 bool nm_page_extend(nm_page_t *pg);
 /* Move the page's remote frees into its free list; returns how many. */
 uint32_t nm_page_collect_remote(nm_page_t *pg);
-/* Push b onto pg's remote list (any thread); tells the owner heap on the first one. */
+/* Push b onto pg's remote list (any thread); queues the page on its heap's remote_pages on
+ * the first one. The page must not be used after the call (its owner may retire it). */
 void nm_page_free_remote(nm_page_t *pg, nm_block_t *b);
 
 /* The owner word: heap | flags. Written by the owner only; read by any thread that frees

@@ -339,7 +339,3 @@ void nm_segment_purge(nm_heap_t *h, unsigned keep, bool aged_only) {
   }
   errno = saved;
 }
-
-size_t nm_segment_mapped_bytes(const nm_heap_t *h) {
-  return h->mapped_bytes;
-}

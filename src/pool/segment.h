@@ -52,7 +52,5 @@ void nm_segment_purge(nm_heap_t *h, unsigned keep, bool aged_only);
 void nm_segment_foreach_page(nm_heap_t *h, void (*fn)(nm_heap_t *, nm_page_t *, void *), void *arg);
 /* In the child of fork: no walk is running any more. */
 void nm_segment_after_fork_child(void);
-/* Bytes of h's segments currently mapped. */
-size_t nm_segment_mapped_bytes(const nm_heap_t *h);
 
 #endif

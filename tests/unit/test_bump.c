@@ -18,9 +18,9 @@
  *      sizes give aligned, writable blocks that can be freed;
  *   7. the blocks of an exited thread can be freed by other threads afterwards, and the
  *      next thread adopts the heap and reuses that memory
- *      (KNOWN BUG test: frees into the orphan do not give its regions back before that);
+ *      (a regression test: frees into the orphan give its regions back before that);
  *   8. a long-lived block pins its region (and only its region);
- *   9. KNOWN BUG test: a refill while the OS refuses new segments must not retire the
+ *   9. a regression test: a refill while the OS refuses new segments must not retire the
  *      current region under itself.
  *
  * Each test calls nm_runtime_init with the throughput route once; Criterion runs each test
@@ -670,11 +670,11 @@ Test(bump, exited_thread_blocks_freed_elsewhere_and_memory_reused) {
   check_no_failures();
 }
 
-/* KNOWN BUG (src/pool/page.c, nm_page_free_remote; reported, not fixed here).
- * docs/design.md, "Frees into an orphan": every 32nd remote free into an orphaned heap
- * makes the freeing thread collect the heap's remote frees, retiring the pages that became
- * empty. The code counts only the frees that queue a page (the first remote free into a page
- * since it was last collected). A bump region holds hundreds of blocks and is queued once,
+/* Regression test (a bug of nm_page_free_remote, fixed; the policy is now the heap's,
+ * nm_heap_free_remote). docs/design.md, "Frees into an orphan": every 32nd remote free into
+ * an orphaned heap makes the freeing thread collect the heap's remote frees, retiring the
+ * pages that became empty. The code once counted only the frees that queue a page (the
+ * first remote free into a page since it was last collected). A bump region holds hundreds of blocks and is queued once,
  * so freeing every block of a dead thread's dozen regions counts about a dozen times, reclaims once
  * (at the very first free) and leaves all of its regions in pages until a thread adopts the
  * heap, which may never happen. Expected: at most the current region (it keeps its bias)
@@ -694,7 +694,7 @@ Test(bump, frees_into_an_orphan_give_its_regions_back) {
   nm_totals_t after = totals();
   cr_assert_eq(after.heaps_active, 0u, "precondition: nobody adopted the orphan");
   cr_assert_leq(after.page_bytes, 3 * region_bytes(),
-                "KNOWN BUG: all %d blocks of an exited thread were freed, yet %zu bytes stay in pages (%zu at "
+                "all %d blocks of an exited thread were freed, yet %zu bytes stay in pages (%zu at "
                 "its exit): the orphan's regions are never collected",
                 DT_BLOCKS, after.page_bytes, dead.at_exit.page_bytes);
 }
@@ -763,8 +763,9 @@ Test(bump, long_lived_block_pins_only_its_region) {
 
 /* ---- 9. refill when the OS refuses memory ------------------------------------------------ */
 
-/* KNOWN BUG (src/bump/bump.c, nm_bump_refill; reported, not fixed here).
- * nm_bump_refill keeps `old` (h->bump) across nm_heap_page_alloc. When the OS refuses a new
+/* Regression test (a bug of the bump refill, fixed; now nm_heap_bump_refill in
+ * src/heap/heap_bump.c, which forgets `old` when h->bump changed under it). The refill
+ * kept `old` (h->bump) across nm_heap_page_alloc. When the OS refuses a new
  * segment, nm_heap_page_alloc collects remote frees and calls nm_heap_drop_empty_current; if
  * a remote free has just emptied the current region (used == 1, the bias), that releases
  * it: h->bump = NULL and the region is retired. The retry then usually gets the very same
@@ -894,7 +895,7 @@ Test(bump, refill_without_new_segments_keeps_the_current_region) {
     void *other = nm_malloc(100 * KiB);   /* a page of its own, taken from free slices */
     bool overlap = other != NULL && (uint8_t *)other < (uint8_t *)bad + RF_SIZE &&
                    (uint8_t *)bad < (uint8_t *)other + 100 * KiB;
-    cr_assert_fail("KNOWN BUG: after %u harmless attempts (%u refused), the refill left the current region "
+    cr_assert_fail("after %u harmless attempts (%u refused), the refill left the current region "
                    "retired: block %p is in a page with heap %p (ours: %p), slice_count %u (h->bump %p); %zu bytes in "
                    "pages, expected %zu; malloc(100K) = %p %s the live block; mapped %zu",
                    rewound, refused, bad, heap, (void *)h, slices, (void *)h->bump, tb.page_bytes, t0.page_bytes, other, overlap ? "OVERLAPS" : "does not overlap", tb.mapped);
