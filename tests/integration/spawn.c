@@ -518,6 +518,17 @@ static size_t compare_configs(char *buf, size_t size, const char **out, size_t m
   return n;
 }
 
+/* How many files in dir start with prefix. */
+static size_t files_named(const char *dir, const char *prefix) {
+  DIR *d = opendir(dir);
+  if (d == NULL) return 0;
+  size_t n = 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL;)
+    if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) n++;
+  closedir(d);
+  return n;
+}
+
 /* Asserts one preloaded run against the plain one (filtered outputs a). */
 static void compare_one(const nm_cmd_t *cmd, const nm_compare_opts_t *opts, const char *name,
                         const char *cmdline, const nm_result_t *plain, const char *a,
@@ -603,8 +614,24 @@ void nm_compare(const nm_cmd_t *cmd, const nm_compare_opts_t *opts, nm_result_t 
     if (i > 0) nm_result_free(&pre);
     c.preload = true;
     c.backtrace_on_hang = true;
-    c.config = configs[i];
+    /* Proof that the preload ran: each process writes its statistics at exit into a file
+     * of its own (no signal handler, nothing on stderr). A preload that fails to load (ld.so
+     * only warns, and the program runs on glibc) writes none, and the case fails. */
+    char *proof = nm_tmpdir_make("active");
+    char config[1024];
+    snprintf(config, sizeof config, "%s%sstats=exit,stats_signal=none,stats_format=json,"
+             "stats_file=%s/nebula-active.%%p.json", configs[i] ? configs[i] : "",
+             configs[i] && configs[i][0] ? "," : "", proof);
+    c.config = config;
     nm_run(&c, &pre);
+    c.config = configs[i];   /* messages name the configuration under test */
+    if (pre.exited)
+      cr_assert(files_named(proof, "nebula-active.") > 0,
+                "%s: the preloaded run wrote no statistics file into %s: the preload did not "
+                "run (LD_PRELOAD=%s, NEBULA_MEM_CONFIG=%s)\nstderr tail:\n%s", name, proof,
+                nm_preload_path(), config, nm_tail(pre.err, pre.err_len, 2000));
+    nm_tmpdir_remove(proof);
+    free(proof);
     char tag[160];
     snprintf(tag, sizeof tag, "preload%s%s", configs[i] && configs[i][0] ? "@" : "",
              configs[i] ? configs[i] : "");
