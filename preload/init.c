@@ -70,8 +70,8 @@ bool nm_preload_ensure(void) {
  * libraries it loaded). */
 __attribute__((destructor)) static void nm_preload_destructor(void) {
   if (!nm_preload_ready_now()) return;
-  if (nm_route.stats == NM_STATS_EXIT ||
-      (nm_route.stats == NM_STATS_TERMINAL && (nm_route.stats_file[0] != '\0' || isatty(2))))
+  if (nm_route.opt.stats == NM_STATS_EXIT ||
+      (nm_route.opt.stats == NM_STATS_TERMINAL && (nm_route.opt.stats_file[0] != '\0' || isatty(2))))
     nm_stats_dump();
 }
 

@@ -82,11 +82,11 @@ static void nm_heap_misuse_seen(nm_bad_free_t kind, void *p, bool in_realloc) {
 
 void nm_guard_init(void) {
   nm_heap_misuse_hook = nm_heap_misuse_seen;
-  nm_budget_init(nm_route.budget);
+  nm_budget_init(nm_route.opt.budget);
   bool budgets = false;
-  for (unsigned i = 0; i < NM_BUDGET_COUNT; i++) budgets |= nm_route.budget[i] != 0;
-  nm_canary = nm_route.canary;
-  nm_trailer_size = !nm_canary ? 0 : nm_route.alloc_backtrace ? sizeof(nm_trailer_t) : 16;
+  for (unsigned i = 0; i < NM_BUDGET_COUNT; i++) budgets |= nm_route.opt.budget[i] != 0;
+  nm_canary = nm_route.opt.canary;
+  nm_trailer_size = !nm_canary ? 0 : nm_route.opt.alloc_backtrace ? sizeof(nm_trailer_t) : 16;
   if (nm_canary && pthread_key_create(&nm_quarantine_key, nm_quarantine_flush) != 0)
     nm_canary = false, nm_trailer_size = 0;
   nm_guard_on = budgets || nm_canary;
@@ -149,7 +149,7 @@ void *nm_oom(nm_entry_t entry, size_t n, size_t count, size_t alignment) {
     return nm_guard_fail(&r);
   }
   nm_fill_why(&r, total);
-  if (nm_route.oom == NM_OOM_FALLBACK && nm_router_backend(total) != NM_BACKEND_SYSTEM) {
+  if (nm_route.opt.oom == NM_OOM_FALLBACK && nm_router_backend(total) != NM_BACKEND_SYSTEM) {
     void *p = nm_raw_system(total, alignment, count != 0);
     if (p != NULL) {
       r.fallback = true;
@@ -180,11 +180,11 @@ static void nm_trace_into(const nm_trailer_t *t, nm_misuse_report_t *m) {
  * site only. */
 static void nm_trace_record(nm_trailer_t *t, void *caller) {
   t->where = (uintptr_t)caller;
-  if (nm_route.alloc_backtrace == NM_ALLOC_BACKTRACE_SAMPLE && nm_trace_left > 0) {
+  if (nm_route.opt.alloc_backtrace == NM_ALLOC_BACKTRACE_SAMPLE && nm_trace_left > 0) {
     nm_trace_left--;
     return;
   }
-  if (nm_route.alloc_backtrace == NM_ALLOC_BACKTRACE_SAMPLE) {
+  if (nm_route.opt.alloc_backtrace == NM_ALLOC_BACKTRACE_SAMPLE) {
     /* A fixed seed: the same program samples the same blocks in every run. */
     uint32_t x = nm_trace_rng ? nm_trace_rng : 0x9e3779b9u;
     x ^= x << 13, x ^= x >> 17, x ^= x << 5;   /* xorshift32 */
@@ -225,7 +225,7 @@ void *nm_guard_alloc(nm_entry_t entry, size_t n, size_t alignment, bool zero, vo
   void *p = nm_raw_alloc(m, alignment, zero);
   if (p == NULL) {
     nm_fill_why(&r, m);
-    if (nm_route.oom == NM_OOM_FALLBACK && nm_router_backend(m) != NM_BACKEND_SYSTEM)
+    if (nm_route.opt.oom == NM_OOM_FALLBACK && nm_router_backend(m) != NM_BACKEND_SYSTEM)
       p = nm_raw_system(m, alignment, zero);
     if (p == NULL) return nm_guard_fail(&r);
     r.fallback = true;
@@ -242,7 +242,7 @@ void *nm_guard_alloc(nm_entry_t entry, size_t n, size_t alignment, bool zero, vo
     r.fallback = false;
     p = NULL;
     /* oom=fallback: what a pool or bump budget refuses, the system backend may take */
-    if (nm_route.oom == NM_OOM_FALLBACK && over != NM_BUDGET_TOTAL && backend != NM_BUDGET_SYSTEM) {
+    if (nm_route.opt.oom == NM_OOM_FALLBACK && over != NM_BUDGET_TOTAL && backend != NM_BUDGET_SYSTEM) {
       p = nm_raw_system(m, alignment, zero);
       if (p != NULL) {
         u = nm_usable_size(p);
@@ -447,7 +447,7 @@ static __thread bool nm_held_keyed;
 
 /* Leave the quarantine: a write since the free shows in the junk; then really free. */
 static void nm_release(const nm_held_t *h) {
-  if (nm_route.junk) {
+  if (nm_route.opt.junk) {
     size_t check = h->size < NM_JUNK_CHECKED ? h->size : NM_JUNK_CHECKED;
     size_t i = nm_first_not(h->p, check, NM_JUNK_BYTE);
     if (i < check) {
@@ -501,7 +501,7 @@ void nm_guard_free(nm_entry_t entry, void *p) {
   if (!nm_check_canary(entry, &b)) return;
   uint64_t tag = (uintptr_t)b.p ^ NM_TAG_FREED;
   memcpy(b.p + b.usable - nm_trailer_size, &tag, sizeof tag);
-  if (nm_route.junk) memset(b.p, NM_JUNK_BYTE, nm_debug_fill_len(b.t.size));
+  if (nm_route.opt.junk) memset(b.p, NM_JUNK_BYTE, nm_debug_fill_len(b.t.size));
   nm_quarantine(&b);
 }
 

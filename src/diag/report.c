@@ -316,7 +316,7 @@ static void nm_why_and_suggestion(nm_buf_t *b, const nm_oom_report_t *r, size_t 
     nm_buf_size(b, nm_suggest_limit(u + r->charge));
     if (r->budget == NM_BUDGET_POOL || r->budget == NM_BUDGET_SYSTEM)
       nm_buf_str(b, ", or route this size to another backend with route=");
-    if (r->budget == NM_BUDGET_POOL && nm_route.oom != NM_OOM_FALLBACK)
+    if (r->budget == NM_BUDGET_POOL && nm_route.opt.oom != NM_OOM_FALLBACK)
       nm_buf_str(b, " (or oom=fallback to let the system backend take what the pool cannot)");
     nm_buf_str(b, "; or free memory before this point\n");
     return;
@@ -370,11 +370,11 @@ void nm_report_oom(const nm_oom_report_t *r) {
     nm_label(&b, "policy");
     if (r->fallback) {
       nm_buf_str(&b, "oom=fallback: the system backend served it; the program goes on\n");
-    } else if (nm_route.oom == NM_OOM_ABORT) {
+    } else if (nm_route.opt.oom == NM_OOM_ABORT) {
       nm_buf_str(&b, "oom=abort: aborting for a core dump\n");
     } else {
       nm_buf_str(&b, "oom=");
-      if (nm_route.oom != NM_OOM_FALLBACK)
+      if (nm_route.opt.oom != NM_OOM_FALLBACK)
         nm_buf_str(&b, "null");
       else if (r->why == NM_WHY_BUDGET && r->budget == NM_BUDGET_TOTAL)
         nm_buf_str(&b, "fallback does not apply (budget= caps every backend)");
@@ -394,7 +394,7 @@ void nm_report_oom(const nm_oom_report_t *r) {
     nm_flush(&b);
   }
   nm_reporting = false;
-  if (!r->fallback && nm_route.oom == NM_OOM_ABORT) abort();
+  if (!r->fallback && nm_route.opt.oom == NM_OOM_ABORT) abort();
   errno = saved;
 }
 
@@ -463,7 +463,7 @@ void nm_report_misuse(const nm_misuse_report_t *m) {
       nm_buf_char(&b, '\n');
     }
     nm_label(&b, "policy");
-    nm_buf_str(&b, nm_route.misuse == NM_MISUSE_REPORT
+    nm_buf_str(&b, nm_route.opt.misuse == NM_MISUSE_REPORT
                        ? "misuse=report: the call does nothing and the program goes on\n"
                        : "misuse=abort: aborting for a core dump (misuse=report goes on)\n");
     nm_label(&b, "backtrace");
@@ -479,6 +479,6 @@ void nm_report_misuse(const nm_misuse_report_t *m) {
     nm_flush(&b);
   }
   nm_reporting = false;
-  if (nm_route.misuse != NM_MISUSE_REPORT) abort();
+  if (nm_route.opt.misuse != NM_MISUSE_REPORT) abort();
   errno = saved;
 }

@@ -106,7 +106,7 @@ static void nm_format_text(nm_buf_t *b, const nm_stats_t *st) {
   nm_buf_str(b, "), ");
   nm_buf_u64(b, st->bump_pinned);
   nm_buf_str(b, " pinned (left behind by their thread, kept by live blocks: ");
-  nm_buf_bytes(b, st->bump_pinned * nm_route.bump_region);
+  nm_buf_bytes(b, st->bump_pinned * nm_route.opt.bump_region);
   nm_buf_str(b, "), ");
   nm_buf_u64(b, st->bump_regions_made);
   nm_buf_str(b, " made, ");
@@ -183,7 +183,7 @@ static void nm_format_json(nm_buf_t *b, const nm_stats_t *st) {
   nm_buf_str(b, "\"strategy_route\":{");
   nm_json_key(b, "pool_max", nm_route.pool_max, true);
   nm_json_key(b, "large_max", nm_route.large_max, true);
-  nm_json_key(b, "bump_region", nm_route.bump_region, false);
+  nm_json_key(b, "bump_region", nm_route.opt.bump_region, false);
   nm_buf_str(b, "},\"process\":{");
   nm_json_key(b, "bytes_in_use", st->total.bytes, true);
   nm_json_key(b, "live_blocks", st->total.live, true);
@@ -225,7 +225,7 @@ static void nm_format_json(nm_buf_t *b, const nm_stats_t *st) {
       nm_json_key(b, "regions_pinned", st->bump_pinned, true);
       nm_json_key(b, "regions_made", st->bump_regions_made, true);
       nm_json_key(b, "regions_recycled", st->bump_rewinds, true);
-      nm_json_key(b, "region_bytes", nm_route.bump_region, false);
+      nm_json_key(b, "region_bytes", nm_route.opt.bump_region, false);
     }
     nm_buf_str(b, i < 3 ? "}," : "}");
   }
@@ -249,9 +249,9 @@ static void nm_format_json(nm_buf_t *b, const nm_stats_t *st) {
     nm_buf_char(b, '}');
   }
   nm_buf_str(b, "]");
-  if (nm_route.stats_file[0]) {
+  if (nm_route.opt.stats_file[0]) {
     nm_buf_str(b, ",\"stats_file\":");
-    nm_json_string(b, nm_route.stats_file);
+    nm_json_string(b, nm_route.opt.stats_file);
   }
   nm_buf_str(b, "}\n");
 }
@@ -443,7 +443,7 @@ static void nm_file_fail(const char *path, const char *what, int err) {
 /* stats_file with %p replaced by the pid into out; false if it needs size bytes or more. */
 static bool nm_stats_path(char *out, size_t size) {
   nm_buf_t b = { out, size, 0 };
-  for (const char *s = nm_route.stats_file; *s; s++) {
+  for (const char *s = nm_route.opt.stats_file; *s; s++) {
     if (s[0] == '%' && s[1] == 'p') {
       nm_buf_u64(&b, (uint64_t)getpid());
       s++;
@@ -543,7 +543,7 @@ static void nm_stats_write_file(const char *data, size_t len) {
   if (!nm_stats_path(nm_file_path, sizeof nm_file_path)) {
     nm_buf_t b = { nm_file_msg, sizeof nm_file_msg - 1, 0 };
     nm_buf_str(&b, "nebula: stats_file cannot be written: ");
-    nm_buf_escaped(&b, nm_route.stats_file);
+    nm_buf_escaped(&b, nm_route.opt.stats_file);
     nm_buf_str(&b, ": longer than ");
     nm_buf_u64(&b, NM_STATS_PATH_MAX - 1);
     nm_buf_str(&b, " bytes once %p is replaced by the pid ");
@@ -598,7 +598,7 @@ static void nm_stats_emit(nm_stats_format_t format, bool to_file) {
 }
 
 void nm_stats_dump(void) {
-  nm_stats_emit((nm_stats_format_t)nm_route.stats_format, nm_route.stats_file[0] != '\0');
+  nm_stats_emit((nm_stats_format_t)nm_route.opt.stats_format, nm_route.opt.stats_file[0] != '\0');
 }
 
 void nm_stats_dump_text_stderr(void) {
@@ -616,12 +616,12 @@ static void nm_stats_on_signal(int sig) {
 void nm_stats_install(void) {
   int sig;
   const char *name;
-  switch (nm_route.stats_signal) {
+  switch (nm_route.opt.stats_signal) {
   case NM_STATS_SIGUSR1: sig = SIGUSR1; name = "USR1"; break;
   case NM_STATS_SIGUSR2: sig = SIGUSR2; name = "USR2"; break;
   default: return;
   }
-  if (!nm_route.stats_asked) return;   /* NEBULA_MEM_CONFIG named no stats key */
+  if (!nm_route.opt.stats_asked) return;   /* NEBULA_MEM_CONFIG named no stats key */
   struct sigaction old;
   if (sigaction(sig, NULL, &old) != 0) return;
   if (old.sa_handler != SIG_DFL) {   /* sa_sigaction shares the field; SIG_DFL is 0 */

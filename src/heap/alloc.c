@@ -164,7 +164,7 @@ void *nm_malloc_slow(size_t n) {
   if (NM_UNLIKELY(n > PTRDIFF_MAX)) return nm_fail(ENOMEM);
   void *p = nm_alloc_routed(n);
   if (NM_UNLIKELY(p == NULL)) return nm_fail(ENOMEM);
-  if (NM_UNLIKELY(nm_route.fill) && nm_segment_holds(p)) nm_fill_new(p);
+  if (NM_UNLIKELY(nm_route.opt.fill) && nm_segment_holds(p)) nm_fill_new(p);
   return p;
 }
 
@@ -204,7 +204,7 @@ static int nm_pool_block_check(nm_page_t *pg, void *p, uint8_t flags, nm_heap_t 
  * blocks it quarantines itself, and keeps their trailers (which say "freed" to a second
  * free) intact. */
 static inline bool nm_heap_junk_on_free(void) {
-  return nm_route.junk && !nm_route.canary;
+  return nm_route.opt.junk && !nm_route.opt.canary;
 }
 
 /* A bump free without its live tag: walk the region's headers to say which misuse it is
@@ -437,7 +437,7 @@ void *nm_memalign(size_t a, size_t n) {
   if (p == NULL) ours = false;   /* no segment to be had: the next allocator may fit it */
   if (!ours) p = nm_system_counted(nm_system_memalign(a, n));
   if (p == NULL) return nm_fail(ENOMEM);
-  if (NM_UNLIKELY(nm_route.fill) && ours) nm_fill_new(p);
+  if (NM_UNLIKELY(nm_route.opt.fill) && ours) nm_fill_new(p);
   return p;
 }
 

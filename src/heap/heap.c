@@ -157,8 +157,8 @@ void nm_heap_page_retire(nm_heap_t *h, nm_page_t *pg) {
 #define NM_PURGE_LIMIT_MAX ((size_t)1 << 30)
 
 static size_t nm_heap_purge_limit(nm_heap_t *h, uint64_t now) {
-  if (h->purge_limit < nm_route.purge_threshold || now - h->last_hard_purge_ms > NM_PURGE_CALM_MS)
-    h->purge_limit = nm_route.purge_threshold;
+  if (h->purge_limit < nm_route.opt.purge_threshold || now - h->last_hard_purge_ms > NM_PURGE_CALM_MS)
+    h->purge_limit = nm_route.opt.purge_threshold;
   return h->purge_limit;
 }
 
@@ -175,10 +175,10 @@ static void nm_heap_purge_due_locked(nm_heap_t *h) {
     h->last_hard_purge_ms = now;
     h->taken_bytes = 0;
   } else if (h->purge_at_ms == 0) {
-    __atomic_store_n(&h->purge_at_ms, now + nm_route.purge_delay_ms, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->purge_at_ms, now + nm_route.opt.purge_delay_ms, __ATOMIC_RELAXED);
   } else if (now >= h->purge_at_ms) {
     nm_segment_purge(h, 1, true);
-    __atomic_store_n(&h->purge_at_ms, h->dirty_bytes ? now + nm_route.purge_delay_ms : 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->purge_at_ms, h->dirty_bytes ? now + nm_route.opt.purge_delay_ms : 0, __ATOMIC_RELAXED);
   }
 }
 
@@ -211,7 +211,7 @@ static void nm_heap_purge(nm_heap_t *h, unsigned keep, int how) {
   nm_lock(&h->seg_lock);
   bool aged_only = how == NM_PURGE_AGED || (how == NM_PURGE_ORPHAN && h->dirty_bytes <= NM_ORPHAN_DIRTY);
   nm_segment_purge(h, keep, aged_only);
-  __atomic_store_n(&h->purge_at_ms, (aged_only && h->dirty_bytes) ? nm_os_now_ms() + nm_route.purge_delay_ms : 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&h->purge_at_ms, (aged_only && h->dirty_bytes) ? nm_os_now_ms() + nm_route.opt.purge_delay_ms : 0, __ATOMIC_RELAXED);
   nm_unlock(&h->seg_lock);
 }
 
@@ -352,7 +352,7 @@ static void nm_heap_sweep(nm_heap_t *self, uint64_t now, bool all) {
     if (h == self) continue;
     int state = __atomic_load_n(&h->state, __ATOMIC_ACQUIRE);
     if (state == NM_HEAP_ORPHAN) {
-      nm_heap_reclaim(h, all || now - h->orphaned_ms >= nm_route.purge_delay_ms);
+      nm_heap_reclaim(h, all || now - h->orphaned_ms >= nm_route.opt.purge_delay_ms);
     } else if (state == NM_HEAP_ACTIVE) {
       if (all) {
         nm_lock(&h->seg_lock);
@@ -362,7 +362,7 @@ static void nm_heap_sweep(nm_heap_t *self, uint64_t now, bool all) {
       } else if (__atomic_load_n(&h->purge_at_ms, __ATOMIC_RELAXED) != 0 && nm_trylock(&h->seg_lock)) {
         if (h->purge_at_ms != 0 && now >= h->purge_at_ms) {
           nm_segment_purge(h, 1, true);
-          __atomic_store_n(&h->purge_at_ms, h->dirty_bytes ? now + nm_route.purge_delay_ms : 0, __ATOMIC_RELAXED);
+          __atomic_store_n(&h->purge_at_ms, h->dirty_bytes ? now + nm_route.opt.purge_delay_ms : 0, __ATOMIC_RELAXED);
         }
         nm_unlock(&h->seg_lock);
       }
@@ -374,7 +374,7 @@ void nm_heap_sweep_maybe(nm_heap_t *self) {
   uint64_t due = atomic_load_explicit(&nm_sweep_at_ms, memory_order_relaxed);
   uint64_t now = nm_os_now_ms();
   if (now < due) return;
-  if (!atomic_compare_exchange_strong_explicit(&nm_sweep_at_ms, &due, now + nm_route.purge_delay_ms,
+  if (!atomic_compare_exchange_strong_explicit(&nm_sweep_at_ms, &due, now + nm_route.opt.purge_delay_ms,
                                                memory_order_relaxed, memory_order_relaxed))
     return;
   if (!nm_sweep_trylock()) return;

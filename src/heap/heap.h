@@ -52,7 +52,7 @@ void nm_page_queue_remove(nm_page_queue_t *q, nm_page_t *pg);
  * its `used` less the +1 bias that h's current page of the class (or current bump region)
  * carries. Blocks other threads freed count until h collects them. Each field is read once,
  * so a reader on another thread (statistics) may call it. */
-static inline uint64_t nm_heap_page_live(nm_heap_t *h, nm_page_t *pg, unsigned c) {
+NM_RACY_READER static inline uint64_t nm_heap_page_live(nm_heap_t *h, nm_page_t *pg, unsigned c) {
   uint64_t used = __atomic_load_n(&pg->used, __ATOMIC_RELAXED);
   nm_page_t *biased = c == NM_CLASS_BUMP ? __atomic_load_n(&h->bump, __ATOMIC_RELAXED)
                                          : __atomic_load_n(&h->current[c], __ATOMIC_RELAXED);

@@ -18,7 +18,7 @@ static NM_NOINLINE nm_page_t *nm_heap_bump_refill(nm_heap_t *h, size_t need) {
     h->stats.bump_rewinds++;
     if (need <= old->reserved) return old;
   }
-  unsigned slices = (unsigned)(nm_route.bump_region >> NM_SLICE_SHIFT);
+  unsigned slices = (unsigned)(nm_route.opt.bump_region >> NM_SLICE_SHIFT);
   nm_page_t *pg = nm_heap_page_alloc(h, slices);
   /* Short of memory, nm_heap_page_alloc releases empty current pages, this region included
    * (a remote free may just have emptied it): it is no longer ours to retire. */

@@ -2,14 +2,12 @@
 
 #include <string.h>
 
-const nm_route_t nm_route_default = {
-  .pool_max = (size_t)64 << 10,
-  .large_max = (size_t)2 << 20,
-  .classes_per_doubling = 4,
-  .purge_threshold = (size_t)32 << 20,
-  .purge_delay_ms = 50,
-  .bump_region = (size_t)1 << 20,
-};
+void nm_route_defaults(nm_route_t *route) {
+  memset(route, 0, sizeof *route);
+  route->pool_max = (size_t)64 << 10;
+  route->large_max = (size_t)2 << 20;
+  nm_config_defaults(&route->opt);
+}
 
 nm_route_t nm_route;
 nm_sizeclass_layout_t nm_classes;
@@ -18,8 +16,8 @@ uint8_t nm_fast_class_of[NM_CLASS_LOOKUP];
 
 /* The backend a route's ranges give n (ranges cover every size, in order). */
 static nm_backend_id_t nm_range_backend(const nm_route_t *r, size_t n) {
-  for (unsigned i = 0; i < r->range_count; i++)
-    if (n >= r->ranges[i].lo && n <= r->ranges[i].hi) return r->ranges[i].backend;
+  for (unsigned i = 0; i < r->opt.range_count; i++)
+    if (n >= r->opt.ranges[i].lo && n <= r->opt.ranges[i].hi) return r->opt.ranges[i].backend;
   return NM_ROUTE_SYSTEM;
 }
 
@@ -27,7 +25,7 @@ static nm_backend_t nm_route_backend(const nm_route_t *r, size_t n) {
   switch (nm_range_backend(r, n)) {
   case NM_ROUTE_BUMP:
     /* A block must fit a region with room to spare; bigger ones go to pool slices. */
-    if (n <= r->bump_region / 4) return NM_BACKEND_BUMP;
+    if (n <= r->opt.bump_region / 4) return NM_BACKEND_BUMP;
     /* fall through */
   case NM_ROUTE_POOL:
     if (n <= r->pool_max) return NM_BACKEND_POOL;
@@ -45,14 +43,14 @@ uint8_t nm_page_new_flags;
 
 bool nm_route_checked(const nm_route_t *r) {
   bool budget = false;
-  for (unsigned i = 0; i < NM_BUDGET_COUNT; i++) budget |= r->budget[i] != 0;
-  return r->junk || r->fill || r->canary || budget;
+  for (unsigned i = 0; i < NM_BUDGET_COUNT; i++) budget |= r->opt.budget[i] != 0;
+  return r->opt.junk || r->opt.fill || r->opt.canary || budget;
 }
 
 size_t nm_router_system_min(void) {
   size_t min = SIZE_MAX;
-  for (unsigned i = 0; i < nm_route.range_count; i++) {
-    const nm_route_range_t *r = &nm_route.ranges[i];
+  for (unsigned i = 0; i < nm_route.opt.range_count; i++) {
+    const nm_route_range_t *r = &nm_route.opt.ranges[i];
     size_t lo = r->lo;
     /* Pool and bump ranges hand what is above large_max to the system. */
     if (r->backend != NM_ROUTE_SYSTEM) {
@@ -67,13 +65,15 @@ size_t nm_router_system_min(void) {
 int nm_router_init(const nm_route_t *route) {
   nm_sizeclass_layout_t layout;
   memset(&layout, 0, sizeof layout);
-  if (nm_sizeclass_build(&layout, route->classes_per_doubling, route->pool_max) != 0) return -1;
+  if (nm_sizeclass_build(&layout, route->opt.classes_per_doubling, route->pool_max) != 0) return -1;
   if (route->large_max > NM_LARGE_LIMIT) return -1;
-  if (route->bump_region < NM_SLICE_SIZE || route->bump_region > NM_LARGE_LIMIT) return -1;
+  /* The parser's limits (one place: config/config.h); a route built by hand is held to them. */
+  if (route->opt.bump_region < NM_CONFIG_BUMP_REGION_MIN || route->opt.bump_region > NM_CONFIG_BUMP_REGION_MAX)
+    return -1;
   nm_route_t r = *route;
-  if (r.range_count == 0) {
-    r.range_count = 1;
-    r.ranges[0] = (nm_route_range_t){ 0, SIZE_MAX, NM_ROUTE_POOL };
+  if (r.opt.range_count == 0) {
+    r.opt.range_count = 1;
+    r.opt.ranges[0] = (nm_route_range_t){ 0, SIZE_MAX, NM_ROUTE_POOL };
   }
   nm_classes = layout;
   nm_route = r;
@@ -104,23 +104,6 @@ int nm_router_init(const nm_route_t *route) {
 }
 
 void nm_route_from_config(const nm_config_t *cfg, nm_route_t *route) {
-  *route = nm_route_default;
-  route->classes_per_doubling = cfg->classes_per_doubling;
-  route->purge_threshold = cfg->purge_threshold;
-  route->purge_delay_ms = cfg->purge_delay_ms;
-  route->bump_region = cfg->bump_region;
-  route->junk = cfg->junk;
-  route->fill = cfg->fill;
-  memcpy(route->budget, cfg->budget, sizeof route->budget);
-  route->oom = (uint8_t)cfg->oom;
-  route->misuse = (uint8_t)cfg->misuse;
-  route->canary = cfg->canary;
-  route->alloc_backtrace = cfg->alloc_backtrace;
-  route->stats = (uint8_t)cfg->stats;
-  route->stats_signal = (uint8_t)cfg->stats_signal;
-  route->stats_format = (uint8_t)cfg->stats_format;
-  route->stats_asked = cfg->stats_asked;
-  memcpy(route->stats_file, cfg->stats_file, sizeof route->stats_file);
-  route->range_count = cfg->range_count;
-  memcpy(route->ranges, cfg->ranges, sizeof route->ranges);
+  nm_route_defaults(route);
+  route->opt = *cfg;
 }

@@ -18,31 +18,15 @@ typedef enum nm_backend_e {
   NM_BACKEND_SYSTEM = 3,   /* the next allocator */
 } nm_backend_t;
 
+/* What the process runs with: the options as NEBULA_MEM_CONFIG gave them (one struct,
+ * config/config.h: a new option is a field there and a key in the parser's table, nothing
+ * here), and the size limits the backends impose. In opt, the route's ranges say which
+ * backend serves which sizes (0 ranges: pool up to large_max, system above); pool ranges
+ * above large_max go to the system, bump requests too big for a region to pool. */
 typedef struct nm_route_s {
   size_t pool_max;                /* largest request served by pool size classes */
   size_t large_max;               /* pool requests above pool_max up to this get a page each */
-  unsigned classes_per_doubling;  /* 4: waste <= 25%; 8: waste <= 12.5% */
-  size_t purge_threshold;         /* freed bytes a heap may keep resident: beyond, purge now */
-  unsigned purge_delay_ms;        /* below it, freed memory is purged once it is this old */
-  size_t bump_region;             /* bytes of one bump region */
-  /* Which backend serves which sizes; 0 ranges: pool up to large_max, system above. Pool
-   * ranges above large_max go to the system, bump requests too big for a region to pool. */
-  unsigned range_count;
-  nm_route_range_t ranges[NM_CONFIG_MAX_RANGES];
-  bool junk;                      /* fill freed blocks with NM_JUNK_BYTE */
-  bool fill;                      /* fill new blocks (not calloc's) with NM_FILL_BYTE */
-  /* Diagnostics (src/diag): budgets in bytes in use (0 = none), policies, checks. */
-  size_t budget[NM_BUDGET_COUNT];
-  uint8_t oom;                    /* nm_oom_t */
-  uint8_t misuse;                 /* nm_misuse_t */
-  bool canary;
-  uint8_t alloc_backtrace;        /* nm_alloc_backtrace_t */
-  /* Statistics (src/diag/stats_dump.c). */
-  uint8_t stats;                  /* nm_stats_when_t */
-  uint8_t stats_signal;           /* nm_stats_signal_t */
-  uint8_t stats_format;           /* nm_stats_format_t */
-  bool stats_asked;               /* a stats key was given: the signal handler goes in */
-  char stats_file[NM_CONFIG_PATH_MAX];
+  nm_config_t opt;
 } nm_route_t;
 
 #define NM_JUNK_BYTE 0xDF
@@ -55,7 +39,8 @@ static inline size_t nm_debug_fill_len(size_t n) {
   return n < NM_DEBUG_FILL_MAX ? n : NM_DEBUG_FILL_MAX;
 }
 
-extern const nm_route_t nm_route_default;
+/* The defaults: nm_config_defaults' options (strategy=balanced, preset=production). */
+void nm_route_defaults(nm_route_t *route);
 extern nm_route_t nm_route;
 extern nm_sizeclass_layout_t nm_classes;
 /* (size + 15) / 16 -> class, NM_CLASS_LARGE, NM_CLASS_BUMP or NM_CLASS_NONE (system). */

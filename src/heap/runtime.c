@@ -18,7 +18,9 @@ int nm_runtime_init(const nm_route_t *route) {
     nm_system_resolve_default();
     if (route == NULL || nm_router_init(route) != 0) {
       rc = (route == NULL) ? 0 : -1;
-      nm_router_init(&nm_route_default);
+      nm_route_t fallback;
+      nm_route_defaults(&fallback);
+      nm_router_init(&fallback);
     }
     if (nm_heap_process_init() != 0) rc = -1;
     nm_runtime_result = rc;

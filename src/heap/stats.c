@@ -98,7 +98,7 @@ void nm_stats_collect(nm_stats_t *st) {
   st->large.bytes = (int64_t)large_bytes > 0 ? large_bytes : 0;
   st->bump = st->cls[NM_CLASS_BUMP];
   nm_line_derive(&st->bump);
-  st->bump_region_bytes = ready ? st->bump_regions_live * nm_route.bump_region : 0;
+  st->bump_region_bytes = ready ? st->bump_regions_live * nm_route.opt.bump_region : 0;
   st->bump.bytes = st->bump_region_bytes;
   st->system = st->cls[NM_CLASS_NONE];
   nm_line_finish(&st->system);

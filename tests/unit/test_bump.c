@@ -56,11 +56,12 @@
 
 /* The throughput strategy's route: bump up to 64K, pool pages up to 2M, system above. */
 static void start_throughput(void) {
-  nm_route_t r = nm_route_default;
-  r.range_count = 3;
-  r.ranges[0] = (nm_route_range_t){ 0, BUMP_MAX, NM_ROUTE_BUMP };
-  r.ranges[1] = (nm_route_range_t){ BUMP_MAX + 1, 2 * MiB, NM_ROUTE_POOL };
-  r.ranges[2] = (nm_route_range_t){ 2 * MiB + 1, SIZE_MAX, NM_ROUTE_SYSTEM };
+  nm_route_t r;
+  nm_route_defaults(&r);
+  r.opt.range_count = 3;
+  r.opt.ranges[0] = (nm_route_range_t){ 0, BUMP_MAX, NM_ROUTE_BUMP };
+  r.opt.ranges[1] = (nm_route_range_t){ BUMP_MAX + 1, 2 * MiB, NM_ROUTE_POOL };
+  r.opt.ranges[2] = (nm_route_range_t){ 2 * MiB + 1, SIZE_MAX, NM_ROUTE_SYSTEM };
   cr_assert_eq(nm_runtime_init(&r), 0);
   cr_assert_eq(nm_router_backend(0), NM_BACKEND_BUMP);
   cr_assert_eq(nm_router_backend(BUMP_MAX), NM_BACKEND_BUMP);
@@ -68,7 +69,7 @@ static void start_throughput(void) {
 }
 
 static size_t region_bytes(void) {
-  return nm_route.bump_region;
+  return nm_route.opt.bump_region;
 }
 
 /* The page (for a bump block: the region) holding p, or NULL if p is not ours. */

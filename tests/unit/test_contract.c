@@ -368,7 +368,7 @@ Test(contract, free_preserves_errno) {
   cr_assert_eq(errno, 1234, "free of a large block changed errno");
 
   /* Frees that retire pages, purge them (madvise) and unmap segments. */
-  size_t n = (nm_route.purge_threshold + ((size_t)16 << 20)) / 1024;
+  size_t n = (nm_route.opt.purge_threshold + ((size_t)16 << 20)) / 1024;
   void **blk = calloc(n, sizeof *blk);
   cr_assert_not_null(blk);
   for (size_t i = 0; i < n; i++) blk[i] = nm_malloc(1024);

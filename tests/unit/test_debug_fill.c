@@ -7,9 +7,10 @@
 #include "heap/runtime.h"
 
 static void start(bool junk, bool fill) {
-  nm_route_t r = nm_route_default;
-  r.junk = junk;
-  r.fill = fill;
+  nm_route_t r;
+  nm_route_defaults(&r);
+  r.opt.junk = junk;
+  r.opt.fill = fill;
   cr_assert_eq(nm_runtime_init(&r), 0);
 }
 
@@ -17,9 +18,10 @@ static const size_t sizes[] = { 1, 16, 100, 1000, 4096, 50000, (size_t)300 << 10
 
 /* Blocks above NM_DEBUG_FILL_MAX are filled and junked only at their start. */
 Test(debug_fill, huge_blocks_filled_only_at_their_start) {
-  nm_route_t r = nm_route_default;
-  r.junk = true;
-  r.fill = true;
+  nm_route_t r;
+  nm_route_defaults(&r);
+  r.opt.junk = true;
+  r.opt.fill = true;
   cr_assert_eq(nm_runtime_init(&r), 0);
   size_t n = (size_t)1 << 20;   /* a large page: fresh, zero beyond the filled part */
   unsigned char *p = nm_malloc(n);

@@ -251,7 +251,7 @@ Test(pool, free_everything_then_trim_returns_memory) {
 /* Beyond the purge threshold, free gives memory back by itself. */
 Test(pool, free_purges_past_threshold) {
   cr_assert_eq(nm_runtime_init(NULL), 0);
-  size_t total = nm_route.purge_threshold + ((size_t)24 << 20);   /* 1 KiB blocks */
+  size_t total = nm_route.opt.purge_threshold + ((size_t)24 << 20);   /* 1 KiB blocks */
   size_t n = total / 1024;
   void **p = calloc(n, sizeof *p);
   cr_assert_not_null(p);
@@ -264,8 +264,8 @@ Test(pool, free_purges_past_threshold) {
   cr_assert_geq(peak.mapped, total);
   for (size_t i = 0; i < n; i++) nm_free(p[i]);
   nm_totals_t after = totals();
-  cr_assert_leq(after.dirty, nm_route.purge_threshold, "%zu dirty bytes kept, threshold %zu", after.dirty,
-                nm_route.purge_threshold);
+  cr_assert_leq(after.dirty, nm_route.opt.purge_threshold, "%zu dirty bytes kept, threshold %zu", after.dirty,
+                nm_route.opt.purge_threshold);
   /* Empty segments beyond the one kept are unmapped at the purge: at least two go. */
   cr_assert_leq(after.mapped + 2 * NM_SEG_SIZE, peak.mapped,
                 "freeing %zu MiB without a trim unmapped too little: %zu of %zu bytes still mapped", total >> 20,
