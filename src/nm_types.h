@@ -158,8 +158,6 @@ typedef struct nm_heap_stats_s {
   uint64_t bump_regions_made;
   uint64_t bump_regions_retired;
   uint64_t bump_rewinds;        /* regions recycled whole by rewinding the cursor */
-  uint64_t bump_pinned;         /* regions left behind, not current, still holding blocks */
-  uint64_t bump_unpinned;       /* ... that later emptied */
   uint64_t page_bytes_peak;     /* the most bytes this heap's pages held */
   uint64_t purged_bytes;        /* given back to the kernel (madvise) */
   uint64_t segments_mapped;

@@ -19,18 +19,18 @@
  * ------------------------------------------------------------------------------------------ */
 
 static const nm_route_range_t route_balanced[] = {
-  { 0, 2 * MiB, NM_ROUTE_POOL },
-  { 2 * MiB + 1, SIZE_MAX, NM_ROUTE_SYSTEM },
+  { 0, 2 * MiB, NM_BACKEND_POOL },
+  { 2 * MiB + 1, SIZE_MAX, NM_BACKEND_SYSTEM },
 };
 /* Every size up to 64K on bump: one allocation path, so random sizes do not make the fast
  * path alternate between pool and bump (measured: mixing them was slower than either). */
 static const nm_route_range_t route_throughput[] = {
-  { 0, 64 * KiB, NM_ROUTE_BUMP },
-  { 64 * KiB + 1, 2 * MiB, NM_ROUTE_POOL },
-  { 2 * MiB + 1, SIZE_MAX, NM_ROUTE_SYSTEM },
+  { 0, 64 * KiB, NM_BACKEND_BUMP },
+  { 64 * KiB + 1, 2 * MiB, NM_BACKEND_POOL },
+  { 2 * MiB + 1, SIZE_MAX, NM_BACKEND_SYSTEM },
 };
 static const nm_route_range_t route_system[] = {
-  { 0, SIZE_MAX, NM_ROUTE_SYSTEM },
+  { 0, SIZE_MAX, NM_BACKEND_SYSTEM },
 };
 
 /* What strategy=X sets: the route, classes, purge_threshold and purge_delay. */
@@ -93,7 +93,7 @@ static void apply_strategy(nm_config_t *cfg, unsigned which) {
   cfg->strategy = (nm_strategy_t)which;
   cfg->range_count = s->range_count;
   for (unsigned i = 0; i < NM_CONFIG_MAX_RANGES; i++)
-    cfg->ranges[i] = i < s->range_count ? s->ranges[i] : (nm_route_range_t){ 0, 0, NM_ROUTE_POOL };
+    cfg->ranges[i] = i < s->range_count ? s->ranges[i] : (nm_route_range_t){ 0, 0, NM_BACKEND_POOL };
   cfg->classes_per_doubling = s->classes_per_doubling;
   cfg->purge_threshold = s->purge_threshold;
   cfg->purge_delay_ms = s->purge_delay_ms;

@@ -20,11 +20,19 @@ typedef enum nm_preset_e {
   NM_PRESET_DEVELOPMENT,       /* junk/fill, canaries, double/invalid-free detection, stats */
 } nm_preset_t;
 
-typedef enum nm_backend_id_e {
-  NM_ROUTE_POOL = 0,           /* size classes (and whole-slice pages above pool classes) */
-  NM_ROUTE_BUMP = 1,
-  NM_ROUTE_SYSTEM = 2,
-} nm_backend_id_t;
+/* The backends: one enum for the route, the router, the statistics and the reports. A
+ * route= range names pool, bump or system; large is where the router puts pool requests
+ * above the size classes (a page each). */
+typedef enum nm_backend_e {
+  NM_BACKEND_POOL = 0,     /* size classes */
+  NM_BACKEND_LARGE,        /* pool slices, one block per page */
+  NM_BACKEND_BUMP,         /* per-thread bump regions */
+  NM_BACKEND_SYSTEM,       /* the next allocator */
+  NM_BACKEND_COUNT
+} nm_backend_t;
+
+/* "pool", "large", "bump", "system", NULL: indexed by nm_backend_t. */
+extern const char *const nm_backend_names[NM_BACKEND_COUNT + 1];
 
 /* oom=: what a failed request does after its report. */
 typedef enum nm_oom_e {
@@ -61,7 +69,7 @@ enum { NM_BUDGET_TOTAL = 0, NM_BUDGET_POOL, NM_BUDGET_BUMP, NM_BUDGET_SYSTEM, NM
 /* One range of request sizes [lo, hi] (hi = SIZE_MAX for "and above") and its backend. */
 typedef struct nm_route_range_s {
   size_t lo, hi;
-  nm_backend_id_t backend;
+  nm_backend_t backend;   /* never NM_BACKEND_LARGE */
 } nm_route_range_t;
 
 /* alloc_backtrace=: what a guarded block records of where it was allocated. */

@@ -104,7 +104,6 @@ void nm_buf_suggestion(nm_buf_t *b, const char *x);
  * route=
  * ------------------------------------------------------------------------------------------ */
 
-extern const char *const nm_backend_names[];   /* indexed by nm_backend_id_t, NULL-terminated */
 
 /* Parses a route value (comma-separated ranges) and replaces cfg's ranges with it; on any
  * problem reports it (every range's syntax problem, every gap or overlap) and keeps the

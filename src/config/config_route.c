@@ -8,7 +8,11 @@
  * previous route whole. */
 #include "config/config_internal.h"
 
-const char *const nm_backend_names[] = { "pool", "bump", "system", NULL };
+const char *const nm_backend_names[NM_BACKEND_COUNT + 1] = { "pool", "large", "bump", "system", NULL };
+
+/* What a route= range may name, and the backend each is. */
+static const char *const nm_route_backend_names[] = { "pool", "bump", "system", NULL };
+static const nm_backend_t nm_route_backends[] = { NM_BACKEND_POOL, NM_BACKEND_BUMP, NM_BACKEND_SYSTEM };
 
 #define NM_EXPECT_RANGE "expected LO-HI:BACKEND or LO-:BACKEND"
 
@@ -74,7 +78,7 @@ static bool parse_range(route_state_t *st, nm_span_t item, nm_route_range_t *r) 
     return false;
   }
   nm_span_t name = nm_span_trim(nm_span_sub(item, colon + 1, item.n));
-  int backend = nm_choice_index(name, nm_backend_names);
+  int backend = nm_choice_index(name, nm_route_backend_names);
   if (backend < 0) {
     nm_buf_t b = route_problem(st);
     nm_buf_str(&b, "unknown backend ");
@@ -82,12 +86,12 @@ static bool parse_range(route_state_t *st, nm_span_t item, nm_route_range_t *r) 
     nm_buf_str(&b, " in route range ");
     nm_buf_quoted(&b, item);
     nm_buf_str(&b, ": expected ");
-    nm_buf_choices(&b, nm_backend_names);
-    nm_buf_suggestion(&b, nm_closest(name, nm_backend_names, true));
+    nm_buf_choices(&b, nm_route_backend_names);
+    nm_buf_suggestion(&b, nm_closest(name, nm_route_backend_names, true));
     nm_problem_end(&b);
     return false;
   }
-  r->backend = (nm_backend_id_t)backend;
+  r->backend = nm_route_backends[backend];
   return true;
 }
 
@@ -217,6 +221,6 @@ bool nm_route_parse(nm_parse_ctx_t *ctx, nm_span_t key, nm_span_t value, nm_conf
   cfg->range_count = st.count;
   for (unsigned i = 0; i < st.count; i++) cfg->ranges[i] = st.ranges[i];
   for (unsigned i = st.count; i < NM_CONFIG_MAX_RANGES; i++)
-    cfg->ranges[i] = (nm_route_range_t){ 0, 0, NM_ROUTE_POOL };
+    cfg->ranges[i] = (nm_route_range_t){ 0, 0, NM_BACKEND_POOL };
   return true;
 }

@@ -20,13 +20,11 @@ static char nm_dump_storage[NM_DUMP_BUFFER];
 static atomic_flag nm_dump_busy = ATOMIC_FLAG_INIT;
 static nm_stats_t nm_dump_stats;   /* too big for a signal handler's stack */
 
-static const char *const nm_backend_names[] = { "pool", "large", "bump", "system" };
-
 static const nm_stats_line_t *nm_backend_line(const nm_stats_t *st, unsigned i) {
-  switch (i) {
-  case 0: return &st->pool;
-  case 1: return &st->large;
-  case 2: return &st->bump;
+  switch ((nm_backend_t)i) {
+  case NM_BACKEND_POOL: return &st->pool;
+  case NM_BACKEND_LARGE: return &st->large;
+  case NM_BACKEND_BUMP: return &st->bump;
   default: return &st->system;
   }
 }
@@ -97,7 +95,7 @@ static void nm_format_text(nm_buf_t *b, const nm_stats_t *st) {
     nm_buf_char(b, '\n');
   }
   nm_buf_str(b, "  backend         allocs         frees  remote frees        live      in use\n");
-  for (unsigned i = 0; i < 4; i++) nm_text_line(b, nm_backend_names[i], nm_backend_line(st, i));
+  for (unsigned i = 0; i < NM_BACKEND_COUNT; i++) nm_text_line(b, nm_backend_names[i], nm_backend_line(st, i));
   nm_text_line(b, "total", &st->total);
   nm_buf_str(b, "  bump regions: ");
   nm_buf_u64(b, st->bump_regions_live);
@@ -214,7 +212,7 @@ static void nm_format_json(nm_buf_t *b, const nm_stats_t *st) {
     nm_buf_char(b, '}');
   }
   nm_buf_str(b, "],\"backends\":{");
-  for (unsigned i = 0; i < 4; i++) {
+  for (unsigned i = 0; i < NM_BACKEND_COUNT; i++) {
     nm_buf_char(b, '"');
     nm_buf_str(b, nm_backend_names[i]);
     nm_buf_str(b, "\":{");
@@ -296,7 +294,7 @@ static uint64_t f_peak(const nm_stats_line_t *l) { return l->peak_bytes; }
 static void nm_prom_family(nm_buf_t *b, const nm_stats_t *st, const char *name, const char *type,
                            const char *help, nm_line_field_fn field) {
   nm_prom_head(b, name, type, help);
-  for (unsigned i = 0; i < 4; i++)
+  for (unsigned i = 0; i < NM_BACKEND_COUNT; i++)
     nm_prom_sample(b, name, "backend", nm_backend_names[i], field(nm_backend_line(st, i)));
 }
 

@@ -15,19 +15,19 @@ uint8_t nm_class_of[NM_CLASS_LOOKUP];
 uint8_t nm_fast_class_of[NM_CLASS_LOOKUP];
 
 /* The backend a route's ranges give n (ranges cover every size, in order). */
-static nm_backend_id_t nm_range_backend(const nm_route_t *r, size_t n) {
+static nm_backend_t nm_range_backend(const nm_route_t *r, size_t n) {
   for (unsigned i = 0; i < r->opt.range_count; i++)
     if (n >= r->opt.ranges[i].lo && n <= r->opt.ranges[i].hi) return r->opt.ranges[i].backend;
-  return NM_ROUTE_SYSTEM;
+  return NM_BACKEND_SYSTEM;
 }
 
 static nm_backend_t nm_route_backend(const nm_route_t *r, size_t n) {
   switch (nm_range_backend(r, n)) {
-  case NM_ROUTE_BUMP:
+  case NM_BACKEND_BUMP:
     /* A block must fit a region with room to spare; bigger ones go to pool slices. */
     if (n <= r->opt.bump_region / 4) return NM_BACKEND_BUMP;
     /* fall through */
-  case NM_ROUTE_POOL:
+  case NM_BACKEND_POOL:
     if (n <= r->pool_max) return NM_BACKEND_POOL;
     return n <= r->large_max ? NM_BACKEND_LARGE : NM_BACKEND_SYSTEM;
   default:
@@ -53,7 +53,7 @@ size_t nm_router_system_min(void) {
     const nm_route_range_t *r = &nm_route.opt.ranges[i];
     size_t lo = r->lo;
     /* Pool and bump ranges hand what is above large_max to the system. */
-    if (r->backend != NM_ROUTE_SYSTEM) {
+    if (r->backend != NM_BACKEND_SYSTEM) {
       if (r->hi <= nm_route.large_max) continue;
       if (lo <= nm_route.large_max) lo = nm_route.large_max + 1;
     }
@@ -73,7 +73,7 @@ int nm_router_init(const nm_route_t *route) {
   nm_route_t r = *route;
   if (r.opt.range_count == 0) {
     r.opt.range_count = 1;
-    r.opt.ranges[0] = (nm_route_range_t){ 0, SIZE_MAX, NM_ROUTE_POOL };
+    r.opt.ranges[0] = (nm_route_range_t){ 0, SIZE_MAX, NM_BACKEND_POOL };
   }
   nm_classes = layout;
   nm_route = r;

@@ -11,13 +11,6 @@
 #include "nm_types.h"
 #include "pool/sizeclass.h"
 
-typedef enum nm_backend_e {
-  NM_BACKEND_POOL = 0,     /* size classes */
-  NM_BACKEND_LARGE = 1,    /* pool slices, one block per page */
-  NM_BACKEND_BUMP = 2,     /* per-thread bump regions */
-  NM_BACKEND_SYSTEM = 3,   /* the next allocator */
-} nm_backend_t;
-
 /* What the process runs with: the options as NEBULA_MEM_CONFIG gave them (one struct,
  * config/config.h: a new option is a field there and a key in the parser's table, nothing
  * here), and the size limits the backends impose. In opt, the route's ranges say which

@@ -29,7 +29,7 @@ static void check_config(const nm_config_t *c) {
   CHECK(c->ranges[0].lo == 0);
   for (unsigned i = 0; i < c->range_count; i++) {
     CHECK(c->ranges[i].lo <= c->ranges[i].hi);
-    CHECK(c->ranges[i].backend <= NM_ROUTE_SYSTEM);
+    CHECK(c->ranges[i].backend <= NM_BACKEND_SYSTEM);
     if (i > 0) CHECK(c->ranges[i].lo == c->ranges[i - 1].hi + 1);
   }
   CHECK(c->ranges[c->range_count - 1].hi == SIZE_MAX);

@@ -59,9 +59,9 @@ static void start_throughput(void) {
   nm_route_t r;
   nm_route_defaults(&r);
   r.opt.range_count = 3;
-  r.opt.ranges[0] = (nm_route_range_t){ 0, BUMP_MAX, NM_ROUTE_BUMP };
-  r.opt.ranges[1] = (nm_route_range_t){ BUMP_MAX + 1, 2 * MiB, NM_ROUTE_POOL };
-  r.opt.ranges[2] = (nm_route_range_t){ 2 * MiB + 1, SIZE_MAX, NM_ROUTE_SYSTEM };
+  r.opt.ranges[0] = (nm_route_range_t){ 0, BUMP_MAX, NM_BACKEND_BUMP };
+  r.opt.ranges[1] = (nm_route_range_t){ BUMP_MAX + 1, 2 * MiB, NM_BACKEND_POOL };
+  r.opt.ranges[2] = (nm_route_range_t){ 2 * MiB + 1, SIZE_MAX, NM_BACKEND_SYSTEM };
   cr_assert_eq(nm_runtime_init(&r), 0);
   cr_assert_eq(nm_router_backend(0), NM_BACKEND_BUMP);
   cr_assert_eq(nm_router_backend(BUMP_MAX), NM_BACKEND_BUMP);

@@ -81,7 +81,7 @@ static void problem_prefix(const char *text, const char *key, const char *prefix
 
 typedef struct range_s {
   size_t lo, hi;
-  nm_backend_id_t backend;
+  nm_backend_t backend;
 } range_t;
 
 static void expect_route(const nm_config_t *c, const range_t *want, unsigned n, const char *what) {
@@ -96,11 +96,11 @@ static void expect_route(const nm_config_t *c, const range_t *want, unsigned n, 
   }
 }
 
-static const range_t balanced_route[] = { { 0, 2 * MiB, NM_ROUTE_POOL }, { 2 * MiB + 1, SIZE_MAX, NM_ROUTE_SYSTEM } };
-static const range_t throughput_route[] = { { 0, 64 * KiB, NM_ROUTE_BUMP },
-                                            { 64 * KiB + 1, 2 * MiB, NM_ROUTE_POOL },
-                                            { 2 * MiB + 1, SIZE_MAX, NM_ROUTE_SYSTEM } };
-static const range_t system_route[] = { { 0, SIZE_MAX, NM_ROUTE_SYSTEM } };
+static const range_t balanced_route[] = { { 0, 2 * MiB, NM_BACKEND_POOL }, { 2 * MiB + 1, SIZE_MAX, NM_BACKEND_SYSTEM } };
+static const range_t throughput_route[] = { { 0, 64 * KiB, NM_BACKEND_BUMP },
+                                            { 64 * KiB + 1, 2 * MiB, NM_BACKEND_POOL },
+                                            { 2 * MiB + 1, SIZE_MAX, NM_BACKEND_SYSTEM } };
+static const range_t system_route[] = { { 0, SIZE_MAX, NM_BACKEND_SYSTEM } };
 
 /* ------------------------------------------------------------------------------------------
  * Defaults, empty input, keys
@@ -247,6 +247,58 @@ Test(config, docs_name_every_key) {
     snprintf(heading, sizeof heading, "### `%s`", *k);
     cr_expect_not_null(strstr(doc, heading), "docs/configuration.md has no '%s' section", heading);
   }
+}
+
+/* The other way: every key the docs name (a "### `key`" section, a row of the key table,
+ * the list under "Keys" in the contents) is one the parser knows, each appears once, and the
+ * table and the list give the parser's order. */
+static bool known_key(const char *name, size_t len) {
+  for (const char *const *k = nm_config_keys(); *k; k++)
+    if (strlen(*k) == len && strncmp(*k, name, len) == 0) return true;
+  return false;
+}
+
+Test(config, docs_name_only_known_keys) {
+  const char *doc = read_docs();
+  size_t sections = 0, rows = 0;
+  const char *const *order = nm_config_keys();
+  for (const char *p = doc; (p = strstr(p, "\n### `")) != NULL; p++) {
+    const char *name = p + 6, *end = strchr(name, '`');
+    cr_assert_not_null(end);
+    cr_expect(known_key(name, (size_t)(end - name)), "docs/configuration.md has a section for '%.*s', "
+              "which is no key", (int)(end - name), name);
+    sections++;
+  }
+  for (const char *p = doc; (p = strstr(p, "\n| [`")) != NULL; p++) {
+    const char *name = p + 5, *end = strchr(name, '`');
+    cr_assert_not_null(end);
+    cr_expect(known_key(name, (size_t)(end - name)), "the key table names '%.*s', which is no key",
+              (int)(end - name), name);
+    cr_expect(order[rows] != NULL && strncmp(order[rows], name, (size_t)(end - name)) == 0 &&
+                  strlen(order[rows]) == (size_t)(end - name),
+              "key table row %zu is '%.*s', the parser's key %zu is '%s'", rows + 1, (int)(end - name), name,
+              rows + 1, order[rows] ? order[rows] : "(none)");
+    rows++;
+  }
+  size_t keys = 0;
+  while (order[keys]) keys++;
+  cr_expect_eq(sections, keys, "%zu key sections for %zu keys", sections, keys);
+  cr_expect_eq(rows, keys, "%zu key table rows for %zu keys", rows, keys);
+  /* The contents: "- [Keys](#keys): `a`, `b`, ..." up to the next "- [". */
+  const char *list = strstr(doc, "- [Keys](#keys):");
+  cr_assert_not_null(list, "no '- [Keys](#keys):' line in the contents");
+  const char *stop = strstr(list + 1, "\n- [");
+  size_t listed = 0;
+  for (const char *p = list; (p = strchr(p, '`')) != NULL && (stop == NULL || p < stop); listed++) {
+    const char *name = p + 1, *end = strchr(name, '`');
+    cr_assert_not_null(end);
+    cr_expect(order[listed] != NULL && strlen(order[listed]) == (size_t)(end - name) &&
+                  strncmp(order[listed], name, (size_t)(end - name)) == 0,
+              "the contents list '%.*s' as key %zu, the parser's is '%s'", (int)(end - name), name, listed + 1,
+              order[listed] ? order[listed] : "(none)");
+    p = end + 1;
+  }
+  cr_expect_eq(listed, keys, "the contents list %zu keys, the parser has %zu", listed, keys);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -612,7 +664,7 @@ Test(config, strategy_sets_keys_where_it_appears) {
   r = ok("route=0-:pool,strategy=throughput");
   expect_route(&r.cfg, throughput_route, 3, "route then strategy");
   r = ok("strategy=throughput,route=0-:pool");
-  static const range_t all_pool[] = { { 0, SIZE_MAX, NM_ROUTE_POOL } };
+  static const range_t all_pool[] = { { 0, SIZE_MAX, NM_BACKEND_POOL } };
   expect_route(&r.cfg, all_pool, 1, "strategy then route");
   cr_expect_eq(r.cfg.strategy, NM_STRATEGY_THROUGHPUT);
 
@@ -641,9 +693,9 @@ Test(config, preset_sets_keys_where_it_appears) {
  * ------------------------------------------------------------------------------------------ */
 
 Test(config, route_examples) {
-  static const range_t issue[] = { { 0, 256, NM_ROUTE_POOL },
-                                   { 257, 64 * KiB, NM_ROUTE_BUMP },
-                                   { 64 * KiB + 1, SIZE_MAX, NM_ROUTE_SYSTEM } };
+  static const range_t issue[] = { { 0, 256, NM_BACKEND_POOL },
+                                   { 257, 64 * KiB, NM_BACKEND_BUMP },
+                                   { 64 * KiB + 1, SIZE_MAX, NM_BACKEND_SYSTEM } };
   /* The issue's example: 64K- after 257-64K starts at 64K+1. */
   parsed_t r = ok("route=0-256:pool,257-64K:bump,64K-:system");
   expect_route(&r.cfg, issue, 3, "issue example");
@@ -663,7 +715,7 @@ Test(config, route_examples) {
   cr_expect_eq(r.cfg.range_count, 1u);
   cr_expect_eq(r.cfg.ranges[0].hi, SIZE_MAX);
   /* Single-size ranges. */
-  static const range_t tiny[] = { { 0, 0, NM_ROUTE_SYSTEM }, { 1, 1, NM_ROUTE_BUMP }, { 2, SIZE_MAX, NM_ROUTE_POOL } };
+  static const range_t tiny[] = { { 0, 0, NM_BACKEND_SYSTEM }, { 1, 1, NM_BACKEND_BUMP }, { 2, SIZE_MAX, NM_BACKEND_POOL } };
   r = ok("route=0-0:system,1-1:bump,2-:pool");
   expect_route(&r.cfg, tiny, 3, "single sizes");
   /* Exactly NM_CONFIG_MAX_RANGES ranges. */
@@ -743,7 +795,7 @@ Test(config, route_problem_keeps_previous_route) {
   expect_route(&r.cfg, throughput_route, 3, "after a bad route");
   r = parse("route=0-1K:bump,1K-:system,route=0-:bmup");
   cr_expect_eq(r.n, 1);
-  static const range_t first[] = { { 0, 1024, NM_ROUTE_BUMP }, { 1025, SIZE_MAX, NM_ROUTE_SYSTEM } };
+  static const range_t first[] = { { 0, 1024, NM_BACKEND_BUMP }, { 1025, SIZE_MAX, NM_BACKEND_SYSTEM } };
   expect_route(&r.cfg, first, 2, "after a bad second route");
 }
 

@@ -148,10 +148,10 @@ Test(router, ranges_pick_backends) {
   nm_route_t r;
   nm_route_defaults(&r);
   r.opt.range_count = 4;
-  r.opt.ranges[0] = (nm_route_range_t){ 0, 256, NM_ROUTE_POOL };
-  r.opt.ranges[1] = (nm_route_range_t){ 257, (size_t)64 << 10, NM_ROUTE_BUMP };
-  r.opt.ranges[2] = (nm_route_range_t){ ((size_t)64 << 10) + 1, (size_t)1 << 20, NM_ROUTE_SYSTEM };
-  r.opt.ranges[3] = (nm_route_range_t){ ((size_t)1 << 20) + 1, SIZE_MAX, NM_ROUTE_POOL };
+  r.opt.ranges[0] = (nm_route_range_t){ 0, 256, NM_BACKEND_POOL };
+  r.opt.ranges[1] = (nm_route_range_t){ 257, (size_t)64 << 10, NM_BACKEND_BUMP };
+  r.opt.ranges[2] = (nm_route_range_t){ ((size_t)64 << 10) + 1, (size_t)1 << 20, NM_BACKEND_SYSTEM };
+  r.opt.ranges[3] = (nm_route_range_t){ ((size_t)1 << 20) + 1, SIZE_MAX, NM_BACKEND_POOL };
   cr_assert_eq(nm_router_init(&r), 0);
   for (size_t n = 0; n <= 256; n++) cr_assert_eq(nm_router_backend(n), NM_BACKEND_POOL, "size %zu", n);
   for (size_t n = 257; n <= ((size_t)64 << 10); n++) {   /* a quarter region is 256 KiB */
@@ -174,7 +174,7 @@ Test(router, system_only) {
   nm_route_t r;
   nm_route_defaults(&r);
   r.opt.range_count = 1;
-  r.opt.ranges[0] = (nm_route_range_t){ 0, SIZE_MAX, NM_ROUTE_SYSTEM };
+  r.opt.ranges[0] = (nm_route_range_t){ 0, SIZE_MAX, NM_BACKEND_SYSTEM };
   cr_assert_eq(nm_router_init(&r), 0);
   size_t sizes[] = { 0, 1, 16, 100, 4096, (size_t)64 << 10, (size_t)1 << 20, SIZE_MAX };
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
