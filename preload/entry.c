@@ -42,8 +42,11 @@ NM_EXPORT void *malloc(size_t n) {
 /* The guard's blocks live on flagged pages (or are foreign), so only this slow path
  * needs to look at it. */
 static NM_NOINLINE void nm_preload_free_slow(void *p) {
+  /* free(NULL) is common (C code frees fields it may never have set): it ends here, not
+   * after the foreign-pointer checks, and costs the fast path nothing. */
+  if (p == NULL) return;
   if (nm_guard_on) nm_guard_free(NM_ENTRY_FREE, p);
-  else nm_free_checked(p);   /* other threads' blocks, NULL, foreign pointers, misuse */
+  else nm_free_checked(p);   /* other threads' blocks, foreign pointers, misuse */
 }
 
 NM_EXPORT void free(void *p) {
