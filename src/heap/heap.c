@@ -328,7 +328,7 @@ static nm_lock_t nm_sweep_lock = NM_LOCK_INIT;
  * must not wait for it (the prepare handler would spin forever; glibc supports fork from a
  * handler in a single-threaded process, tst-mallocfork2). */
 static __thread bool nm_sweeping;
-static bool nm_fork_locked;   /* the prepare handler took nm_sweep_lock */
+static __thread bool nm_fork_locked;   /* this thread's fork: its prepare handler took nm_sweep_lock */
 
 /* The flag goes up before the lock is tried, so no instant exists where this thread holds
  * the lock without it. */
