@@ -32,6 +32,33 @@ setup() {
   fi
 }
 
+# preload_usable NAME DIR: the sanitizer build's preload is built without the sanitizer (a
+# sanitizer runtime must come first in a process; a sanitized preload crashed every
+# uninstrumented program it was preloaded into). Check it: no sanitizer runtime needed, and
+# sort and python3 under it give the plain runs' output.
+preload_usable() {
+  local name=$1 so=$PWD/$2/preload/libnebula_preload.so
+  if ldd "$so" | grep -Eq 'lib(a|t|ub)san'; then
+    log "$name: $so needs a sanitizer runtime: it cannot be preloaded into ordinary programs"
+    return 1
+  fi
+  local want got
+  want=$(seq 1 200000 | sort -R --random-source=/dev/zero | sort -n | md5sum)
+  got=$(seq 1 200000 | LD_PRELOAD=$so sort -R --random-source=/dev/zero | LD_PRELOAD=$so sort -n | md5sum) || got="failed"
+  if [ "$want" != "$got" ]; then
+    log "$name: sort under $so: '$got', plain '$want'"
+    return 1
+  fi
+  local py='import json; print(len(json.dumps([{str(i): [i] * 9} for i in range(50000)])))'
+  want=$(/usr/bin/python3 -c "$py")
+  got=$(LD_PRELOAD=$so NEBULA_MEM_CONFIG=stats=exit,stats_signal=none /usr/bin/python3 -c "$py" 2>"$2/preload-stats.txt") || got="failed"
+  if [ "$want" != "$got" ] || ! grep -q '^nebula: statistics of pid' "$2/preload-stats.txt"; then
+    log "$name: python3 under $so: '$got', plain '$want' (or the preload did not run: $2/preload-stats.txt)"
+    return 1
+  fi
+  log "$name: the preload built here runs sort and python3 as glibc does"
+}
+
 # run NAME DIR [WRAPPER]: build everything in DIR (the preload must compile too) and run
 # the unit suite.
 run() {
@@ -42,6 +69,7 @@ run() {
     log "$name: BUILD FAILED (full log: $dir/sanitize-build.log)"
     return 1
   fi
+  preload_usable "$name" "$dir" || return 1
   log "$name: running the unit and lib suites"
   local args=(-C "$dir" --suite unit --suite lib --print-errorlogs --no-rebuild)
   [ -n "$wrapper" ] && args+=(--wrapper "$wrapper")
