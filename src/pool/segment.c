@@ -187,14 +187,16 @@ NM_RACY_READER void nm_segment_foreach_page(nm_heap_t *h, void (*fn)(nm_heap_t *
   atomic_fetch_sub_explicit(&nm_segment_readers, 1, memory_order_release);
 }
 
-/* First run of n free slices in mask, or -1. */
+/* First run of n set bits in mask, or -1. Doubling: after each step, bit i of m says
+ * mask holds bits i .. i+len-1. */
 static int nm_find_run(uint64_t mask, unsigned n) {
-  if (n == 1) return mask ? __builtin_ctzll(mask) : -1;
-  uint64_t run = (n >= 64) ? NM_ALL_SLICES : (((uint64_t)1 << n) - 1);
-  for (unsigned i = 0; i + n <= NM_SEG_SLICES; i++) {
-    if (((mask >> i) & run) == run) return (int)i;
+  uint64_t m = mask;
+  for (unsigned len = 1; len < n && m != 0;) {
+    unsigned step = len < n - len ? len : n - len;
+    m &= m >> step;
+    len += step;
   }
-  return -1;
+  return m ? __builtin_ctzll(m) : -1;
 }
 
 static nm_page_t *nm_segment_take(nm_heap_t *h, nm_segment_t *s, unsigned at, unsigned n) {
@@ -220,11 +222,13 @@ static nm_page_t *nm_segment_take(nm_heap_t *h, nm_segment_t *s, unsigned at, un
   return pg;
 }
 
-nm_page_t *nm_segment_page_alloc(nm_heap_t *h, unsigned n) {
+/* A run of n free slices in one of h's segments: with dirty set, only runs whose memory
+ * is still resident. NULL with *failed set when the address-space limit refused it. */
+static nm_page_t *nm_segment_find(nm_heap_t *h, unsigned n, bool dirty, bool *failed) {
   nm_segment_t *start = h->seg_hint ? h->seg_hint : h->segments;
   nm_segment_t *s = start;
   while (s != NULL) {
-    int at = nm_find_run(s->free_mask, n);
+    int at = nm_find_run(dirty ? s->free_mask & s->dirty_mask : s->free_mask, n);
     if (at >= 0) {
       /* A sparse segment maps the run first; a run another mapping took part of is lost
        * (nm_segment_map_run took it off free_mask) and the search goes on. */
@@ -234,13 +238,25 @@ nm_page_t *nm_segment_page_alloc(nm_heap_t *h, unsigned n) {
         return nm_segment_take(h, s, (unsigned)at, n);
       }
       if (mapped == -1) continue;   /* lost slices are off free_mask: search again */
-      return NULL;                  /* the limit: no new segment would fit either */
+      *failed = true;               /* the limit: no new segment would fit either */
+      return NULL;
     }
     s = s->next ? s->next : h->segments;
     if (s == start) break;
   }
+  return NULL;
+}
+
+/* Freed slices still resident come first: a program that frees and allocates again in
+ * cycles shorter than the purge delay then reuses the same memory instead of faulting
+ * in fresh slices beside it (request-2m's peak RSS grew 3.6 -> 7.4 MiB that way). */
+nm_page_t *nm_segment_page_alloc(nm_heap_t *h, unsigned n) {
+  bool failed = false;
+  nm_page_t *pg = h->dirty_bytes >= ((size_t)n << NM_SLICE_SHIFT) ? nm_segment_find(h, n, true, &failed) : NULL;
+  if (pg == NULL && !failed) pg = nm_segment_find(h, n, false, &failed);
+  if (pg != NULL || failed) return pg;
   int saved = errno;
-  s = nm_segment_create(h, n);
+  nm_segment_t *s = nm_segment_create(h, n);
   errno = saved;
   if (s == NULL) return NULL;
   h->seg_hint = s;
