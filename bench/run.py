@@ -70,7 +70,8 @@ def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5, help="interleaved runs per workload and allocator (default 5)")
     ap.add_argument("--workloads", help="comma-separated subset (default: all of `nm_bench --list`)")
-    ap.add_argument("--allocators", help="comma-separated subset of: " + ",".join(n for n, _ in ALLOCATORS))
+    ap.add_argument("--allocators", help="comma-separated subset of: " + ",".join(n for n, _ in ALLOCATORS)
+                    + ", and NAME=PATH for any other preload library")
     ap.add_argument("--out", help="markdown report (default docs/benchmarks.md; none with --quick)")
     ap.add_argument("--quick", action="store_true", help="1/20 of the ops: a smoke run")
     ap.add_argument("--build-dir", default="build", help="meson build directory (default build)")
@@ -178,13 +179,18 @@ def clean_env():
 
 def resolve_allocators(args):
     wanted = args.allocators.split(",") if args.allocators else None
-    known = [n for n, _ in ALLOCATORS]
+    # NAME=PATH adds a preload built elsewhere (mimalloc 3, snmalloc, ...) as its own column.
+    extra = [tuple(w.split("=", 1)) for w in wanted or [] if "=" in w]
+    wanted = [w for w in wanted or [] if "=" not in w] + [n for n, _ in extra] if wanted else None
+    table = ALLOCATORS + [(n, {"LD_PRELOAD": os.path.abspath(p)}) for n, p in extra]
+    known = [n for n, _ in table]
     if wanted:
         unknown = [w for w in wanted if w not in known]
         if unknown:
-            sys.exit("run.py: unknown allocator(s) %s; known: %s" % (",".join(unknown), ",".join(known)))
+            sys.exit("run.py: unknown allocator(s) %s; known: %s (or NAME=PATH of a preload)"
+                     % (",".join(unknown), ",".join(known)))
     chosen, notes = [], []
-    for name, env in ALLOCATORS:
+    for name, env in table:
         if wanted and name not in wanted:
             continue
         env = {k: v.replace("{nebula}", args.nebula).replace("{nebula_nocounters}", args.nebula_nocounters)
@@ -699,6 +705,9 @@ def render_markdown(meta, summary, workloads, allocs, notes, lib=None):
              "- Machine: %s, %s CPUs (nproc), %s RAM; Linux %s; %s" % (
                  m["cpu"], m["nproc"], m["memory"], m["kernel"], m["libc"]),
              "- Baselines: %s" % (", ".join(m["packages"]) or "unknown versions"),
+             "- Not among them: mimalloc 3 and snmalloc. Debian 12 packages mimalloc 2.0.9 only and no "
+             "snmalloc, and this machine reaches no source host (Debian's and npm's registries only), "
+             "so neither can be built here; bench/run.py takes any preload with --allocators NAME=PATH.",
              "- nebula: git %s; preload sha256 %s...%s; compiler: %s" % (
                  m["nebula_rev"] or "?", m["nebula_so_sha256"] or "?",
                  "; %s preload sha256 %s..." % (NOCOUNTERS, m["nebula_nocounters_so_sha256"])
