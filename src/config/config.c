@@ -162,9 +162,9 @@ typedef struct key_desc_s {
   K(fill, KIND_BOOL, FIELD(fill), nm_bool_words, NULL, 0, 0)                                      \
   K(strict, KIND_BOOL, FIELD(strict), nm_bool_words, NULL, 0, 0)                                  \
   K(budget, KIND_SIZE, FIELD(budget[NM_BUDGET_TOTAL]), NULL, NULL, 0, SIZE_MAX)                   \
-  K(pool_budget, KIND_SIZE, FIELD(budget[NM_BUDGET_POOL]), NULL, NULL, 0, SIZE_MAX)               \
-  K(bump_budget, KIND_SIZE, FIELD(budget[NM_BUDGET_BUMP]), NULL, NULL, 0, SIZE_MAX)               \
-  K(system_budget, KIND_SIZE, FIELD(budget[NM_BUDGET_SYSTEM]), NULL, NULL, 0, SIZE_MAX)           \
+  K(pool_budget, KIND_SIZE, FIELD(budget[NM_BACKEND_POOL]), NULL, NULL, 0, SIZE_MAX)              \
+  K(bump_budget, KIND_SIZE, FIELD(budget[NM_BACKEND_BUMP]), NULL, NULL, 0, SIZE_MAX)              \
+  K(system_budget, KIND_SIZE, FIELD(budget[NM_BACKEND_SYSTEM]), NULL, NULL, 0, SIZE_MAX)          \
   K(oom, KIND_ENUM, 0, oom_names, apply_oom, 0, 0)                                                \
   K(misuse, KIND_ENUM, 0, misuse_names, apply_misuse, 0, 0)                                       \
   K(canary, KIND_BOOL, FIELD(canary), nm_bool_words, NULL, 0, 0)                                  \

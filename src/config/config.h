@@ -55,8 +55,10 @@ typedef enum nm_stats_signal_e { NM_STATS_SIGUSR1 = 0, NM_STATS_SIGUSR2, NM_STAT
 typedef enum nm_stats_format_e { NM_STATS_TEXT = 0, NM_STATS_JSON, NM_STATS_PROMETHEUS } nm_stats_format_t;
 #define NM_CONFIG_PATH_MAX 256
 
-/* Budgets: index 0 is the process total, then one per backend. */
-enum { NM_BUDGET_TOTAL = 0, NM_BUDGET_POOL, NM_BUDGET_BUMP, NM_BUDGET_SYSTEM, NM_BUDGET_COUNT };
+/* Budgets (budget=, pool_budget=, bump_budget=, system_budget=): a slot per backend, indexed
+ * by nm_backend_t, and the process total after them. Large blocks are pool slices and are
+ * charged to the pool's slot, so large's stays empty (no key sets it). */
+enum { NM_BUDGET_TOTAL = NM_BACKEND_COUNT, NM_BUDGET_SLOTS };
 
 #define NM_CONFIG_MAX_RANGES 8
 
@@ -92,7 +94,7 @@ typedef struct nm_config_s {
   bool junk;                       /* junk=BOOL: fill freed blocks with 0xDF */
   bool fill;                       /* fill=BOOL: fill new blocks with 0xA5 (not calloc) */
   bool strict;                     /* strict=BOOL: any config problem is fatal */
-  size_t budget[NM_BUDGET_COUNT];  /* budget=, pool_budget=, ...: bytes in use; 0 = none */
+  size_t budget[NM_BUDGET_SLOTS];  /* budget=, pool_budget=, ...: bytes in use; 0 = none */
   nm_oom_t oom;                    /* oom=null|abort|fallback */
   nm_misuse_t misuse;              /* misuse=abort|report */
   bool canary;                     /* canary=BOOL: guard bytes, double/invalid-free checks */
