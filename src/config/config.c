@@ -1,4 +1,5 @@
-/* NEBULA_MEM_CONFIG: the key table, the strategy and preset tables, and the item loop.
+/* NEBULA_MEM_CONFIG: the strategy and preset tables, the defaults and the key table (both
+ * made from config/options.h), and the item loop.
  *
  * The text is `key=value` items separated by commas. An item that has no '=' and starts with
  * a digit continues the previous item's value, which is how route= takes its comma-separated
@@ -65,7 +66,6 @@ static const char *const stats_names[] = { "off", "exit", "terminal", NULL };
 static const char *const stats_signal_names[] = { "USR1", "USR2", "none", NULL };
 static const char *const stats_format_names[] = { "text", "json", "prometheus", NULL };
 
-static void apply_oom(nm_config_t *cfg, unsigned which) { cfg->oom = (nm_oom_t)which; }
 /* The stats keys also record that statistics were asked for (nm_config_t.stats_asked). */
 static void apply_stats(nm_config_t *cfg, unsigned which) {
   cfg->stats = (nm_stats_when_t)which;
@@ -79,7 +79,6 @@ static void apply_stats_format(nm_config_t *cfg, unsigned which) {
   cfg->stats_format = (nm_stats_format_t)which;
   cfg->stats_asked = true;
 }
-static void apply_misuse(nm_config_t *cfg, unsigned which) { cfg->misuse = (nm_misuse_t)which; }
 static void apply_alloc_backtrace(nm_config_t *cfg, unsigned which) {
   static const uint8_t mode[] = { NM_ALLOC_BACKTRACE_OFF,  NM_ALLOC_BACKTRACE_SAMPLE, NM_ALLOC_BACKTRACE_FULL,
                                   NM_ALLOC_BACKTRACE_FULL, NM_ALLOC_BACKTRACE_OFF,    NM_ALLOC_BACKTRACE_FULL,
@@ -114,12 +113,15 @@ static void apply_classes(nm_config_t *cfg, unsigned which) {
   cfg->classes_per_doubling = which == 0 ? 4 : 8;
 }
 
+/* Each OPT row's default (config/options.h), then what the default strategy and preset set. */
+#define OPT_DEFAULT(key, KIND, type, field, dflt, ...) .field = dflt,
+#define KEY_NO_DEFAULT(...)
+static const nm_config_t config_defaults = { NM_CONFIG_OPTIONS(OPT_DEFAULT, KEY_NO_DEFAULT) };
+
 void nm_config_defaults(nm_config_t *cfg) {
-  *cfg = (nm_config_t){ 0 };
-  apply_strategy(cfg, NM_STRATEGY_BALANCED);
-  apply_preset(cfg, NM_PRESET_PRODUCTION);
-  cfg->bump_region = NM_CONFIG_BUMP_REGION_DEFAULT;
-  cfg->strict = false;
+  *cfg = config_defaults;
+  apply_strategy(cfg, cfg->strategy);
+  apply_preset(cfg, cfg->preset);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -127,7 +129,7 @@ void nm_config_defaults(nm_config_t *cfg) {
  * ------------------------------------------------------------------------------------------ */
 
 typedef enum key_kind_e {
-  KIND_ENUM,      /* one of `choices`; `apply` stores it */
+  KIND_ENUM,      /* one of `choices`; `apply` stores it, or its index is stored at `offset` */
   KIND_ROUTE,     /* route= ranges */
   KIND_SIZE,      /* size_t at `offset`, min..max */
   KIND_POW2,      /* size_t at `offset`, a power of two in min..max */
@@ -147,39 +149,28 @@ typedef struct key_desc_s {
 
 #define FIELD(f) offsetof(nm_config_t, f)
 
-/* K(name, kind, offset, choices, apply, min, max). Keep docs/configuration.md in step: a
- * unit test checks that every key here has a section there. */
-#define NM_CONFIG_KEYS(K)                                                                         \
-  K(strategy, KIND_ENUM, 0, strategy_names, apply_strategy, 0, 0)                                 \
-  K(preset, KIND_ENUM, 0, preset_names, apply_preset, 0, 0)                                       \
-  K(route, KIND_ROUTE, 0, NULL, NULL, 0, 0)                                                       \
-  K(classes, KIND_ENUM, 0, classes_names, apply_classes, 0, 0)                                    \
-  K(purge_threshold, KIND_SIZE, FIELD(purge_threshold), NULL, NULL, 0, SIZE_MAX)                  \
-  K(purge_delay, KIND_MS, FIELD(purge_delay_ms), NULL, NULL, 0, NM_CONFIG_PURGE_DELAY_MAX_MS)     \
-  K(bump_region, KIND_POW2, FIELD(bump_region), NULL, NULL, NM_CONFIG_BUMP_REGION_MIN,            \
-    NM_CONFIG_BUMP_REGION_MAX)                                                                    \
-  K(junk, KIND_BOOL, FIELD(junk), nm_bool_words, NULL, 0, 0)                                      \
-  K(fill, KIND_BOOL, FIELD(fill), nm_bool_words, NULL, 0, 0)                                      \
-  K(strict, KIND_BOOL, FIELD(strict), nm_bool_words, NULL, 0, 0)                                  \
-  K(budget, KIND_SIZE, FIELD(budget[NM_BUDGET_TOTAL]), NULL, NULL, 0, SIZE_MAX)                   \
-  K(pool_budget, KIND_SIZE, FIELD(budget[NM_BUDGET_POOL]), NULL, NULL, 0, SIZE_MAX)               \
-  K(bump_budget, KIND_SIZE, FIELD(budget[NM_BUDGET_BUMP]), NULL, NULL, 0, SIZE_MAX)               \
-  K(system_budget, KIND_SIZE, FIELD(budget[NM_BUDGET_SYSTEM]), NULL, NULL, 0, SIZE_MAX)           \
-  K(oom, KIND_ENUM, 0, oom_names, apply_oom, 0, 0)                                                \
-  K(misuse, KIND_ENUM, 0, misuse_names, apply_misuse, 0, 0)                                       \
-  K(canary, KIND_BOOL, FIELD(canary), nm_bool_words, NULL, 0, 0)                                  \
-  K(alloc_backtrace, KIND_ENUM, 0, alloc_backtrace_names, apply_alloc_backtrace, 0, 0)           \
-  K(stats, KIND_ENUM, 0, stats_names, apply_stats, 0, 0)                                          \
-  K(stats_signal, KIND_ENUM, 0, stats_signal_names, apply_stats_signal, 0, 0)                     \
-  K(stats_format, KIND_ENUM, 0, stats_format_names, apply_stats_format, 0, 0)                     \
-  K(stats_file, KIND_PATH, FIELD(stats_file), NULL, NULL, 0, 0)
+/* The arguments that follow a row's field (and default), by KIND (config/options.h). */
+#define KIND_ARGS_ENUM(names, fn) .choices = (names), .apply = (fn)
+#define KIND_ARGS_ROUTE()
+#define KIND_ARGS_SIZE(lo, hi) .min = (lo), .max = (hi)
+#define KIND_ARGS_POW2(lo, hi) .min = (lo), .max = (hi)
+#define KIND_ARGS_MS(lo, hi) .min = (lo), .max = (hi)
+#define KIND_ARGS_BOOL() .choices = nm_bool_words
+#define KIND_ARGS_PATH()
 
-#define KEY_DESC(name, kind, offset, choices, apply, min, max) \
-  { #name, kind, offset, choices, apply, min, max },
-#define KEY_NAME(name, ...) #name,
+#define KEY_DESC(key, KIND, field, ...) \
+  { .name = #key, .kind = KIND_##KIND, .offset = FIELD(field), KIND_ARGS_##KIND(__VA_ARGS__) },
+#define OPT_DESC(key, KIND, type, field, dflt, ...) KEY_DESC(key, KIND, field, __VA_ARGS__)
+#define KEY_NAME(key, ...) #key,
 
-static const key_desc_t keys[] = { NM_CONFIG_KEYS(KEY_DESC) };
-static const char *const key_names[] = { NM_CONFIG_KEYS(KEY_NAME) NULL };
+static const key_desc_t keys[] = { NM_CONFIG_OPTIONS(OPT_DESC, KEY_DESC) };
+static const char *const key_names[] = { NM_CONFIG_OPTIONS(KEY_NAME, KEY_NAME) NULL };
+
+/* An ENUM row without apply stores the index through an unsigned: its field must be one. */
+#define OPT_CHECK(key, KIND, type, field, ...) \
+  _Static_assert(KIND_##KIND != KIND_ENUM || sizeof(type) == sizeof(unsigned), #key ": not an unsigned");
+#define KEY_NO_CHECK(...)
+NM_CONFIG_OPTIONS(OPT_CHECK, KEY_NO_CHECK)
 
 #define KEY_COUNT (sizeof keys / sizeof keys[0])
 
@@ -219,8 +210,9 @@ static void bad_choice(nm_parse_ctx_t *ctx, const key_desc_t *k, nm_span_t key, 
 static void set_enum(nm_parse_ctx_t *ctx, const key_desc_t *k, nm_span_t key, nm_span_t value,
                      nm_config_t *cfg) {
   int i = nm_choice_index(value, k->choices);
-  if (i >= 0) k->apply(cfg, (unsigned)i);
-  else bad_choice(ctx, k, key, value);
+  if (i < 0) bad_choice(ctx, k, key, value);
+  else if (k->apply) k->apply(cfg, (unsigned)i);
+  else *(unsigned *)((char *)cfg + k->offset) = (unsigned)i;
 }
 
 static void set_bool(nm_parse_ctx_t *ctx, const key_desc_t *k, nm_span_t key, nm_span_t value,

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/options.h"
+
 typedef enum nm_strategy_e {
   NM_STRATEGY_BALANCED = 0,    /* default: pool for small, large pages, system above */
   NM_STRATEGY_THROUGHPUT,      /* bump for medium sizes: request- and batch-shaped programs */
@@ -55,8 +57,10 @@ typedef enum nm_stats_signal_e { NM_STATS_SIGUSR1 = 0, NM_STATS_SIGUSR2, NM_STAT
 typedef enum nm_stats_format_e { NM_STATS_TEXT = 0, NM_STATS_JSON, NM_STATS_PROMETHEUS } nm_stats_format_t;
 #define NM_CONFIG_PATH_MAX 256
 
-/* Budgets: index 0 is the process total, then one per backend. */
-enum { NM_BUDGET_TOTAL = 0, NM_BUDGET_POOL, NM_BUDGET_BUMP, NM_BUDGET_SYSTEM, NM_BUDGET_COUNT };
+/* Budgets (budget=, pool_budget=, bump_budget=, system_budget=): a slot per backend, indexed
+ * by nm_backend_t, and the process total after them. Large blocks are pool slices and are
+ * charged to the pool's slot, so large's stays empty (no key sets it). */
+enum { NM_BUDGET_TOTAL = NM_BACKEND_COUNT, NM_BUDGET_SLOTS };
 
 #define NM_CONFIG_MAX_RANGES 8
 
@@ -79,31 +83,24 @@ typedef enum nm_alloc_backtrace_e {
   NM_ALLOC_BACKTRACE_FULL,     /* a whole backtrace for every block */
 } nm_alloc_backtrace_t;
 
+/* stats_file=: a path, "" for stderr. */
+typedef char nm_config_path_t[NM_CONFIG_PATH_MAX];
+
+/* The options: a field per OPT row of config/options.h (its type, name and what it holds
+ * are there), then the fields that no single key owns. */
 typedef struct nm_config_s {
-  nm_strategy_t strategy;
-  nm_preset_t preset;
-  /* route=: ranges cover 0..SIZE_MAX in order, without gap or overlap. */
+#define NM_CONFIG_FIELD(key, KIND, type, field, ...) type field;
+#define NM_CONFIG_NO_FIELD(...)
+  NM_CONFIG_OPTIONS(NM_CONFIG_FIELD, NM_CONFIG_NO_FIELD)
+#undef NM_CONFIG_FIELD
+#undef NM_CONFIG_NO_FIELD
+  /* route= (and every strategy): ranges cover 0..SIZE_MAX in order, without gap or overlap. */
   unsigned range_count;
   nm_route_range_t ranges[NM_CONFIG_MAX_RANGES];
-  unsigned classes_per_doubling;   /* classes=4|8 */
-  size_t purge_threshold;          /* purge_threshold=SIZE */
-  unsigned purge_delay_ms;         /* purge_delay=MS */
-  size_t bump_region;              /* bump_region=SIZE: bytes of one bump region */
-  bool junk;                       /* junk=BOOL: fill freed blocks with 0xDF */
-  bool fill;                       /* fill=BOOL: fill new blocks with 0xA5 (not calloc) */
-  bool strict;                     /* strict=BOOL: any config problem is fatal */
-  size_t budget[NM_BUDGET_COUNT];  /* budget=, pool_budget=, ...: bytes in use; 0 = none */
-  nm_oom_t oom;                    /* oom=null|abort|fallback */
-  nm_misuse_t misuse;              /* misuse=abort|report */
-  bool canary;                     /* canary=BOOL: guard bytes, double/invalid-free checks */
-  nm_alloc_backtrace_t alloc_backtrace;   /* alloc_backtrace=off|sample|full: where blocks came from */
-  nm_stats_when_t stats;           /* stats=off|exit|terminal */
-  nm_stats_signal_t stats_signal;  /* stats_signal=USR1|USR2|none */
-  nm_stats_format_t stats_format;  /* stats_format=text|json|prometheus */
-  char stats_file[NM_CONFIG_PATH_MAX];   /* stats_file=PATH (%p: pid); "" = stderr */
+  size_t budget[NM_BUDGET_SLOTS];  /* budget=, pool_budget=, ...: bytes in use; 0 = none */
   /* One of stats=, stats_signal=, stats_format=, stats_file= was given (with a valid value;
    * a preset does not count): only then does the preload install the stats_signal handler
-   * (docs/statistics.md, "The signal"). */
+   * (docs/statistics.md, "The signal"). No key of its own. */
   bool stats_asked;
 } nm_config_t;
 

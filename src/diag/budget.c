@@ -2,18 +2,22 @@
 
 #include <stdbool.h>
 
-nm_budget_t nm_budgets[NM_BUDGET_COUNT];
+nm_budget_t nm_budgets[NM_BUDGET_SLOTS];
 
-static const char *const nm_budget_keys[NM_BUDGET_COUNT] = {
-  "budget", "pool_budget", "bump_budget", "system_budget",
+/* Large has no key: its blocks are charged to pool_budget. */
+static const char *const nm_budget_keys[NM_BUDGET_SLOTS] = {
+  [NM_BACKEND_POOL] = "pool_budget",
+  [NM_BACKEND_BUMP] = "bump_budget",
+  [NM_BACKEND_SYSTEM] = "system_budget",
+  [NM_BUDGET_TOTAL] = "budget",
 };
 
-const char *nm_budget_key(unsigned which) {
-  return which < NM_BUDGET_COUNT ? nm_budget_keys[which] : "budget";
+const char *nm_budget_key(unsigned slot) {
+  return slot < NM_BUDGET_SLOTS && nm_budget_keys[slot] ? nm_budget_keys[slot] : "budget";
 }
 
-void nm_budget_init(const size_t limits[NM_BUDGET_COUNT]) {
-  for (unsigned i = 0; i < NM_BUDGET_COUNT; i++) nm_budgets[i].limit = limits[i];
+void nm_budget_init(const size_t limits[NM_BUDGET_SLOTS]) {
+  for (unsigned i = 0; i < NM_BUDGET_SLOTS; i++) nm_budgets[i].limit = limits[i];
 }
 
 static void nm_budget_raise_peak(nm_budget_t *b, size_t now) {
@@ -34,7 +38,7 @@ static bool nm_budget_add(nm_budget_t *b, size_t bytes, bool force) {
   return true;
 }
 
-unsigned nm_budget_charge(unsigned backend, size_t bytes, bool force) {
+unsigned nm_budget_charge(nm_backend_t backend, size_t bytes, bool force) {
   if (!nm_budget_add(&nm_budgets[NM_BUDGET_TOTAL], bytes, force)) return NM_BUDGET_TOTAL;
   if (!nm_budget_add(&nm_budgets[backend], bytes, force)) {
     atomic_fetch_sub_explicit(&nm_budgets[NM_BUDGET_TOTAL].used, bytes, memory_order_relaxed);
@@ -45,7 +49,7 @@ unsigned nm_budget_charge(unsigned backend, size_t bytes, bool force) {
                        atomic_load_explicit(&nm_budgets[NM_BUDGET_TOTAL].used, memory_order_relaxed));
   nm_budget_raise_peak(&nm_budgets[backend],
                        atomic_load_explicit(&nm_budgets[backend].used, memory_order_relaxed));
-  return NM_BUDGET_COUNT;
+  return NM_BUDGET_SLOTS;
 }
 
 /* Never below zero: a double free the budget-only guard cannot see must not turn the
@@ -57,7 +61,7 @@ static void nm_budget_sub(nm_budget_t *b, size_t bytes) {
   }
 }
 
-void nm_budget_release(unsigned backend, size_t bytes) {
+void nm_budget_release(nm_backend_t backend, size_t bytes) {
   nm_budget_sub(&nm_budgets[NM_BUDGET_TOTAL], bytes);
   nm_budget_sub(&nm_budgets[backend], bytes);
 }

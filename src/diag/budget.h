@@ -17,16 +17,22 @@ typedef struct nm_budget_s {
   size_t limit;        /* 0: none */
 } nm_budget_t;
 
-extern nm_budget_t nm_budgets[NM_BUDGET_COUNT];
+/* Indexed by nm_backend_t, and NM_BUDGET_TOTAL (config/config.h). */
+extern nm_budget_t nm_budgets[NM_BUDGET_SLOTS];
+
+/* Every slot in the order reports and statistics list them: the total, then the backends
+ * (i##_n counts the slots done; after the total, slot i is i##_n - 1). */
+#define NM_BUDGET_FOREACH(i) \
+  for (unsigned i##_n = 0, i = NM_BUDGET_TOTAL; i##_n < NM_BUDGET_SLOTS; i = i##_n++)
 
 /* Limits from the route (0 = none). */
-void nm_budget_init(const size_t limits[NM_BUDGET_COUNT]);
-/* Charge bytes to the total and to `backend` (NM_BUDGET_POOL/BUMP/SYSTEM). Returns
- * NM_BUDGET_COUNT when both fit (or `force`), else the budget that would be exceeded
- * (nothing charged). */
-unsigned nm_budget_charge(unsigned backend, size_t bytes, bool force);
-void nm_budget_release(unsigned backend, size_t bytes);
-/* "budget", "pool_budget", ...: the config key of a budget. */
-const char *nm_budget_key(unsigned which);
+void nm_budget_init(const size_t limits[NM_BUDGET_SLOTS]);
+/* Charge bytes to the total and to `backend` (pool, bump or system: a large block is the
+ * pool's). Returns NM_BUDGET_SLOTS when both fit (or `force`), else the slot whose budget
+ * would be exceeded (nothing charged). */
+unsigned nm_budget_charge(nm_backend_t backend, size_t bytes, bool force);
+void nm_budget_release(nm_backend_t backend, size_t bytes);
+/* "budget", "pool_budget", ...: the config key of a slot's budget. */
+const char *nm_budget_key(unsigned slot);
 
 #endif

@@ -84,7 +84,7 @@ void nm_guard_init(void) {
   nm_heap_misuse_hook = nm_heap_misuse_seen;
   nm_budget_init(nm_route.opt.budget);
   bool budgets = false;
-  for (unsigned i = 0; i < NM_BUDGET_COUNT; i++) budgets |= nm_route.opt.budget[i] != 0;
+  for (unsigned i = 0; i < NM_BUDGET_SLOTS; i++) budgets |= nm_route.opt.budget[i] != 0;
   nm_canary = nm_route.opt.canary;
   nm_trailer_size = !nm_canary ? 0 : nm_route.opt.alloc_backtrace ? sizeof(nm_trailer_t) : 16;
   if (nm_canary && pthread_key_create(&nm_quarantine_key, nm_quarantine_flush) != 0)
@@ -100,9 +100,10 @@ void nm_guard_init(void) {
 
 /* ---- raw blocks ------------------------------------------------------------------------- */
 
-static unsigned nm_backend_of(const void *p) {
-  if (!nm_segment_holds(p)) return NM_BUDGET_SYSTEM;
-  return nm_segment_page_of(p)->class_idx == NM_CLASS_BUMP ? NM_BUDGET_BUMP : NM_BUDGET_POOL;
+/* The backend a block is charged to: a large block (a pool slice) is the pool's. */
+static nm_backend_t nm_backend_of(const void *p) {
+  if (!nm_segment_holds(p)) return NM_BACKEND_SYSTEM;
+  return nm_segment_page_of(p)->class_idx == NM_CLASS_BUMP ? NM_BACKEND_BUMP : NM_BACKEND_POOL;
 }
 
 static void *nm_raw_alloc(size_t m, size_t alignment, bool zero) {
@@ -231,10 +232,10 @@ void *nm_guard_alloc(nm_entry_t entry, size_t n, size_t alignment, bool zero, vo
     r.fallback = true;
   }
   size_t u = nm_usable_size(p);
-  unsigned backend = nm_backend_of(p);
+  nm_backend_t backend = nm_backend_of(p);
   /* The report's own needs (libunwind) must not fail on the budget it reports. */
   unsigned over = nm_budget_charge(backend, u, nm_report_busy());
-  if (over != NM_BUDGET_COUNT) {
+  if (over != NM_BUDGET_SLOTS) {
     nm_free(p);
     r.why = NM_WHY_BUDGET;
     r.budget = over;
@@ -242,11 +243,11 @@ void *nm_guard_alloc(nm_entry_t entry, size_t n, size_t alignment, bool zero, vo
     r.fallback = false;
     p = NULL;
     /* oom=fallback: what a pool or bump budget refuses, the system backend may take */
-    if (nm_route.opt.oom == NM_OOM_FALLBACK && over != NM_BUDGET_TOTAL && backend != NM_BUDGET_SYSTEM) {
+    if (nm_route.opt.oom == NM_OOM_FALLBACK && over != NM_BUDGET_TOTAL && backend != NM_BACKEND_SYSTEM) {
       p = nm_raw_system(m, alignment, zero);
       if (p != NULL) {
         u = nm_usable_size(p);
-        if (nm_budget_charge(NM_BUDGET_SYSTEM, u, false) == NM_BUDGET_COUNT) {
+        if (nm_budget_charge(NM_BACKEND_SYSTEM, u, false) == NM_BUDGET_SLOTS) {
           r.fallback = true;
         } else {
           nm_free(p);

@@ -247,7 +247,7 @@ static void nm_process_state(nm_buf_t *b, const nm_oom_report_t *r) {
   nm_buf_str(b, " segments, ");
   nm_buf_u64(b, t.heaps_active);
   nm_buf_str(b, " threads\n");
-  for (unsigned i = 0; i < NM_BUDGET_COUNT; i++) {
+  NM_BUDGET_FOREACH(i) {
     const nm_budget_t *bg = &nm_budgets[i];
     if (bg->limit == 0) continue;
     size_t u = atomic_load_explicit(&bg->used, memory_order_relaxed);
@@ -297,7 +297,7 @@ static void nm_why_and_suggestion(nm_buf_t *b, const nm_oom_report_t *r, size_t 
     nm_buf_size(b, bg->limit);
     nm_buf_str(b, " would be exceeded\n");
     nm_label(b, "suggest");
-    if (r->budget == NM_BUDGET_BUMP) {
+    if (r->budget == NM_BACKEND_BUMP) {
       nm_bump_state_t st;
       nm_heap_bump_state(&st);
       if (st.pinned) {
@@ -314,9 +314,9 @@ static void nm_why_and_suggestion(nm_buf_t *b, const nm_oom_report_t *r, size_t 
       nm_buf_char(b, '=');
     }
     nm_buf_size(b, nm_suggest_limit(u + r->charge));
-    if (r->budget == NM_BUDGET_POOL || r->budget == NM_BUDGET_SYSTEM)
+    if (r->budget == NM_BACKEND_POOL || r->budget == NM_BACKEND_SYSTEM)
       nm_buf_str(b, ", or route this size to another backend with route=");
-    if (r->budget == NM_BUDGET_POOL && nm_route.opt.oom != NM_OOM_FALLBACK)
+    if (r->budget == NM_BACKEND_POOL && nm_route.opt.oom != NM_OOM_FALLBACK)
       nm_buf_str(b, " (or oom=fallback to let the system backend take what the pool cannot)");
     nm_buf_str(b, "; or free memory before this point\n");
     return;
@@ -379,7 +379,7 @@ void nm_report_oom(const nm_oom_report_t *r) {
       else if (r->why == NM_WHY_BUDGET && r->budget == NM_BUDGET_TOTAL)
         nm_buf_str(&b, "fallback does not apply (budget= caps every backend)");
       else if (r->why == NM_WHY_TOO_LARGE || r->why == NM_WHY_SYSTEM ||
-               (r->why == NM_WHY_BUDGET && r->budget == NM_BUDGET_SYSTEM))
+               (r->why == NM_WHY_BUDGET && r->budget == NM_BACKEND_SYSTEM))
         nm_buf_str(&b, "fallback does not apply (the request was the system backend's)");
       else
         nm_buf_str(&b, "fallback (the system backend failed too)");

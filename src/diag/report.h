@@ -48,7 +48,7 @@ typedef struct nm_oom_report_s {
   size_t alignment;       /* 0: the default (16) */
   nm_oom_why_t why;
   int os_errno;           /* NM_WHY_OS: what mmap said */
-  unsigned budget;        /* NM_WHY_BUDGET: which (NM_BUDGET_*) */
+  unsigned budget;        /* NM_WHY_BUDGET: which (an nm_backend_t, or NM_BUDGET_TOTAL) */
   size_t charge;          /* NM_WHY_BUDGET: the bytes the block would have added */
   bool fallback;          /* oom=fallback served the request from the system backend */
 } nm_oom_report_t;

@@ -82,7 +82,7 @@ static void nm_format_text(nm_buf_t *b, const nm_stats_t *st) {
   nm_buf_str(b, " threads, ");
   nm_buf_u64(b, st->heaps);
   nm_buf_str(b, " heaps\n");
-  for (unsigned i = 0; i < NM_BUDGET_COUNT; i++) {
+  NM_BUDGET_FOREACH(i) {
     if (nm_budgets[i].limit == 0) continue;
     nm_buf_str(b, "  budget: ");
     nm_buf_str(b, nm_budget_key(i));
@@ -199,7 +199,7 @@ static void nm_format_json(nm_buf_t *b, const nm_stats_t *st) {
   nm_json_key(b, "heaps", st->heaps, false);
   nm_buf_str(b, "},\"budgets\":[");
   bool first = true;
-  for (unsigned i = 0; i < NM_BUDGET_COUNT; i++) {
+  NM_BUDGET_FOREACH(i) {
     if (nm_budgets[i].limit == 0) continue;
     if (!first) nm_buf_char(b, ',');
     first = false;
@@ -345,13 +345,13 @@ static void nm_format_prometheus(nm_buf_t *b, const nm_stats_t *st) {
   nm_prom_head(b, "nebula_threads", "gauge", "Threads with a heap.");
   nm_prom_sample(b, "nebula_threads", NULL, NULL, st->threads);
   bool any = false;
-  for (unsigned i = 0; i < NM_BUDGET_COUNT; i++) any |= nm_budgets[i].limit != 0;
+  for (unsigned i = 0; i < NM_BUDGET_SLOTS; i++) any |= nm_budgets[i].limit != 0;
   if (any) {
     nm_prom_head(b, "nebula_budget_bytes", "gauge", "Budget limits (label: the config key).");
-    for (unsigned i = 0; i < NM_BUDGET_COUNT; i++)
+    NM_BUDGET_FOREACH(i)
       if (nm_budgets[i].limit) nm_prom_sample(b, "nebula_budget_bytes", "key", nm_budget_key(i), nm_budgets[i].limit);
     nm_prom_head(b, "nebula_budget_used_bytes", "gauge", "Bytes charged to each budget.");
-    for (unsigned i = 0; i < NM_BUDGET_COUNT; i++)
+    NM_BUDGET_FOREACH(i)
       if (nm_budgets[i].limit)
         nm_prom_sample(b, "nebula_budget_used_bytes", "key", nm_budget_key(i),
                        atomic_load_explicit(&nm_budgets[i].used, memory_order_relaxed));

@@ -43,7 +43,7 @@ uint8_t nm_page_new_flags;
 
 bool nm_route_checked(const nm_route_t *r) {
   bool budget = false;
-  for (unsigned i = 0; i < NM_BUDGET_COUNT; i++) budget |= r->opt.budget[i] != 0;
+  for (unsigned i = 0; i < NM_BUDGET_SLOTS; i++) budget |= r->opt.budget[i] != 0;
   return r->opt.junk || r->opt.fill || r->opt.canary || budget;
 }
 

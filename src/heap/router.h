@@ -12,10 +12,10 @@
 #include "pool/sizeclass.h"
 
 /* What the process runs with: the options as NEBULA_MEM_CONFIG gave them (one struct,
- * config/config.h: a new option is a field there and a key in the parser's table, nothing
- * here), and the size limits the backends impose. In opt, the route's ranges say which
- * backend serves which sizes (0 ranges: pool up to large_max, system above); pool ranges
- * above large_max go to the system, bump requests too big for a region to pool. */
+ * config/config.h: a new option is a row of config/options.h, nothing here), and the size
+ * limits the backends impose. In opt, the route's ranges say which backend serves which
+ * sizes (0 ranges: pool up to large_max, system above); pool ranges above large_max go to
+ * the system, bump requests too big for a region to pool. */
 typedef struct nm_route_s {
   size_t pool_max;                /* largest request served by pool size classes */
   size_t large_max;               /* pool requests above pool_max up to this get a page each */

@@ -79,7 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         a.purge_delay_ms == b.purge_delay_ms && a.bump_region == b.bump_region &&
         a.classes_per_doubling == b.classes_per_doubling && a.junk == b.junk && a.fill == b.fill &&
         a.strict == b.strict && a.strategy == b.strategy && a.preset == b.preset);
-  for (unsigned i = 0; i < NM_BUDGET_COUNT; i++) CHECK(a.budget[i] == b.budget[i]);
+  for (unsigned i = 0; i < NM_BUDGET_SLOTS; i++) CHECK(a.budget[i] == b.budget[i]);
   CHECK(a.oom == b.oom && a.misuse == b.misuse && a.canary == b.canary &&
         a.alloc_backtrace == b.alloc_backtrace && a.stats == b.stats &&
         a.stats_signal == b.stats_signal && a.stats_format == b.stats_format &&

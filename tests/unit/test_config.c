@@ -47,7 +47,7 @@ static bool cfg_eq(const nm_config_t *a, const nm_config_t *b) {
       a->stats_signal != b->stats_signal || a->stats_format != b->stats_format ||
       strcmp(a->stats_file, b->stats_file) != 0)
     return false;
-  for (unsigned i = 0; i < NM_BUDGET_COUNT; i++)
+  for (unsigned i = 0; i < NM_BUDGET_SLOTS; i++)
     if (a->budget[i] != b->budget[i]) return false;
   for (unsigned i = 0; i < a->range_count; i++)
     if (a->ranges[i].lo != b->ranges[i].lo || a->ranges[i].hi != b->ranges[i].hi ||
@@ -829,14 +829,14 @@ Test(config, good_routes_cover_all_sizes) {
 Test(config, budget_values) {
   parsed_t r = ok("budget=512M,pool_budget=1G,bump_budget=64KiB,system_budget=2g");
   cr_expect_eq(r.cfg.budget[NM_BUDGET_TOTAL], (size_t)512 << 20);
-  cr_expect_eq(r.cfg.budget[NM_BUDGET_POOL], (size_t)1 << 30);
-  cr_expect_eq(r.cfg.budget[NM_BUDGET_BUMP], (size_t)64 << 10);
-  cr_expect_eq(r.cfg.budget[NM_BUDGET_SYSTEM], (size_t)2 << 30);
+  cr_expect_eq(r.cfg.budget[NM_BACKEND_POOL], (size_t)1 << 30);
+  cr_expect_eq(r.cfg.budget[NM_BACKEND_BUMP], (size_t)64 << 10);
+  cr_expect_eq(r.cfg.budget[NM_BACKEND_SYSTEM], (size_t)2 << 30);
   r = ok("budget=1G,budget=0");   /* 0: no budget; later keys win */
   cr_expect_eq(r.cfg.budget[NM_BUDGET_TOTAL], 0u);
   nm_config_t d;
   nm_config_defaults(&d);
-  for (unsigned i = 0; i < NM_BUDGET_COUNT; i++) cr_expect_eq(d.budget[i], 0u, "budget %u set by default", i);
+  for (unsigned i = 0; i < NM_BUDGET_SLOTS; i++) cr_expect_eq(d.budget[i], 0u, "budget %u set by default", i);
   problem("budget=lots", "budget", "bad size 'lots' for 'budget': expected a number with optional K, M, G, T suffix");
   problem("pool_budget=99999999999999999999", "pool_budget",
           "bad size '99999999999999999999' for 'pool_budget': too large (the largest size is 18446744073709551615)");
