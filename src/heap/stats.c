@@ -65,13 +65,11 @@ static void nm_line_finish(nm_stats_line_t *l) {
   l->live = l->allocs > gone ? l->allocs - gone : 0;
 }
 
+/* A backend's line and the total are sums of lines, every counter of them. */
 static void nm_line_add(nm_stats_line_t *to, const nm_stats_line_t *from) {
-  to->allocs += from->allocs;
-  to->frees += from->frees;
-  to->remote_frees += from->remote_frees;
-  to->live += from->live;
-  to->bytes += from->bytes;
-  to->peak_bytes += from->peak_bytes;
+#define NM_X(field, ...) to->field += from->field;
+  NM_STATS_LINE_COUNTERS(NM_X)
+#undef NM_X
 }
 
 void nm_stats_collect(nm_stats_t *st) {
