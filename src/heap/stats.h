@@ -12,8 +12,9 @@
 
 /* The figures, each declared once: these two lists generate the fields of nm_stats_line_t
  * and nm_stats_t, the sum of lines (stats.c) and the JSON and Prometheus dumps and the text
- * tables (diag/stats_dump.c). docs/statistics.md names every JSON key and Prometheus metric.
- * A figure is set in nm_stats_collect; the order of a list is the order of the dumps. */
+ * tables (diag/stats_dump.c). docs/statistics.md names every JSON key and Prometheus metric;
+ * tests/unit/test_stats_doc.c checks it against these lists both ways. A figure is set in
+ * nm_stats_collect; the order of a list is the order of the dumps. */
 
 /* Where a line counter is shown: in every line (the backends, the total, each pool class) or
  * in pool classes only. How the text shows it: a count or bytes in human units. What a
