@@ -29,6 +29,54 @@ static const nm_stats_line_t *nm_backend_line(const nm_stats_t *st, unsigned i) 
   }
 }
 
+/* ---- the figures (heap/stats.h's lists) as tables --------------------------------------- */
+
+typedef struct nm_line_col_s {
+  size_t off;   /* in nm_stats_line_t */
+  unsigned in, width, unit, prom_value;
+  const char *json, *text, *prom_type, *prom, *prom_help, *prom_class, *prom_class_help;
+} nm_line_col_t;
+
+static const nm_line_col_t nm_line_cols[] = {
+#define NM_X(f, in_, json_, text_, width_, unit_, type_, value_, prom_, help_, class_, class_help_) \
+  { .off = offsetof(nm_stats_line_t, f), .in = NM_STATS_IN_##in_, .width = width_,                   \
+    .unit = NM_STATS_UNIT_##unit_, .prom_value = NM_STATS_PROM_##value_, .json = json_,               \
+    .text = text_, .prom_type = type_, .prom = prom_, .prom_help = help_, .prom_class = class_,       \
+    .prom_class_help = class_help_ },
+  NM_STATS_LINE_COUNTERS(NM_X)
+#undef NM_X
+};
+
+typedef struct nm_figure_s {
+  size_t off;   /* in nm_stats_t */
+  unsigned in;
+  const char *json, *prom_type, *prom, *prom_help;
+} nm_figure_t;
+
+static const nm_figure_t nm_figures[] = {
+#define NM_X(f, in_, json_, type_, prom_, help_) \
+  { .off = offsetof(nm_stats_t, f), .in = NM_STATS_IN_##in_, .json = json_, .prom_type = type_, \
+    .prom = prom_, .prom_help = help_ },
+  NM_STATS_PROCESS_FIGURES(NM_X)
+#undef NM_X
+};
+
+#define NM_LINE_COLS (sizeof nm_line_cols / sizeof nm_line_cols[0])
+#define NM_FIGURES (sizeof nm_figures / sizeof nm_figures[0])
+
+static uint64_t nm_line_get(const nm_stats_line_t *l, const nm_line_col_t *c) {
+  return *(const uint64_t *)((const char *)l + c->off);
+}
+
+static uint64_t nm_figure_get(const nm_stats_t *st, const nm_figure_t *f) {
+  return *(const uint64_t *)((const char *)st + f->off);
+}
+
+/* A pool class's line shows every counter, the others those of every line. */
+static bool nm_line_shows(const nm_line_col_t *c, bool cls) {
+  return cls || c->in == NM_STATS_IN_LINE;
+}
+
 /* ---- text ------------------------------------------------------------------------------- */
 
 static void nm_cell_u64(nm_buf_t *b, uint64_t v, size_t width) {
@@ -49,14 +97,34 @@ static void nm_cell_str(nm_buf_t *b, const char *s, size_t width) {
   while (b->len - mark < width) nm_buf_char(b, ' ');
 }
 
+static void nm_cell_head(nm_buf_t *b, const char *s, size_t width) {
+  size_t mark = b->len;
+  nm_buf_str(b, s);
+  nm_buf_pad_left(b, mark, width);
+}
+
+/* The line counters' columns: their headers, or a line's cells. The tables' first columns
+ * and the classes' utilization are written out below. */
+static void nm_text_heads(nm_buf_t *b, bool cls) {
+  for (size_t i = 0; i < NM_LINE_COLS; i++) {
+    const nm_line_col_t *c = &nm_line_cols[i];
+    if (c->text != NULL && nm_line_shows(c, cls)) nm_cell_head(b, c->text, c->width);
+  }
+}
+
+static void nm_text_cells(nm_buf_t *b, const nm_stats_line_t *l, bool cls) {
+  for (size_t i = 0; i < NM_LINE_COLS; i++) {
+    const nm_line_col_t *c = &nm_line_cols[i];
+    if (c->text == NULL || !nm_line_shows(c, cls)) continue;
+    if (c->unit == NM_STATS_UNIT_BYTES) nm_cell_bytes(b, nm_line_get(l, c), c->width);
+    else nm_cell_u64(b, nm_line_get(l, c), c->width);
+  }
+}
+
 static void nm_text_line(nm_buf_t *b, const char *name, const nm_stats_line_t *l) {
   nm_buf_str(b, "  ");
   nm_cell_str(b, name, 8);
-  nm_cell_u64(b, l->allocs, 14);
-  nm_cell_u64(b, l->frees, 14);
-  nm_cell_u64(b, l->remote_frees, 14);
-  nm_cell_u64(b, l->live, 12);
-  nm_cell_bytes(b, l->bytes, 12);
+  nm_text_cells(b, l, false);
   nm_buf_char(b, '\n');
 }
 
@@ -94,7 +162,11 @@ static void nm_format_text(nm_buf_t *b, const nm_stats_t *st) {
     nm_buf_bytes(b, atomic_load_explicit(&nm_budgets[i].peak, memory_order_relaxed));
     nm_buf_char(b, '\n');
   }
-  nm_buf_str(b, "  backend         allocs         frees  remote frees        live      in use\n");
+  /* "  backend         allocs         frees  remote frees        live      in use" */
+  nm_buf_str(b, "  ");
+  nm_cell_str(b, "backend", 8);
+  nm_text_heads(b, false);
+  nm_buf_char(b, '\n');
   for (unsigned i = 0; i < NM_BACKEND_COUNT; i++) nm_text_line(b, nm_backend_names[i], nm_backend_line(st, i));
   nm_text_line(b, "total", &st->total);
   nm_buf_str(b, "  bump regions: ");
@@ -110,21 +182,20 @@ static void nm_format_text(nm_buf_t *b, const nm_stats_t *st) {
   nm_buf_str(b, " made, ");
   nm_buf_u64(b, st->bump_rewinds);
   nm_buf_str(b, " recycled whole\n");
-  nm_buf_str(b, "  class     size        allocs         frees  remote frees        live      in use"
-                "  pages   peak pages  utilization\n");
+  /* "  class     size        allocs ...      in use  pages   peak pages  utilization" */
+  nm_buf_str(b, "  ");
+  nm_cell_head(b, "class", 5);
+  nm_cell_head(b, "size", 9);
+  nm_text_heads(b, true);
+  nm_cell_head(b, "utilization", 13);
+  nm_buf_char(b, '\n');
   for (unsigned c = 0; c < st->classes; c++) {
     const nm_stats_line_t *l = &st->cls[c];
     if (l->allocs == 0 && l->pages == 0) continue;
     nm_buf_str(b, "  ");
     nm_cell_u64(b, c, 5);
     nm_cell_bytes(b, st->class_size[c], 9);
-    nm_cell_u64(b, l->allocs, 14);
-    nm_cell_u64(b, l->frees, 14);
-    nm_cell_u64(b, l->remote_frees, 14);
-    nm_cell_u64(b, l->live, 12);
-    nm_cell_bytes(b, l->bytes, 12);
-    nm_cell_u64(b, l->pages, 7);
-    nm_cell_bytes(b, l->peak_bytes, 13);
+    nm_text_cells(b, l, true);
     size_t mark = b->len;
     if (l->capacity) {
       nm_buf_u64(b, l->live * 100 / l->capacity);
@@ -147,12 +218,28 @@ static void nm_json_key(nm_buf_t *b, const char *key, uint64_t v, bool comma) {
   if (comma) nm_buf_char(b, ',');
 }
 
-static void nm_json_line(nm_buf_t *b, const nm_stats_line_t *l) {
-  nm_json_key(b, "allocs", l->allocs, true);
-  nm_json_key(b, "frees", l->frees, true);
-  nm_json_key(b, "remote_frees", l->remote_frees, true);
-  nm_json_key(b, "live_blocks", l->live, true);
-  nm_json_key(b, "bytes_in_use", l->bytes, false);
+/* A line's counters (a pool class's: all of them), comma-separated. */
+static void nm_json_line(nm_buf_t *b, const nm_stats_line_t *l, bool cls) {
+  bool first = true;
+  for (size_t i = 0; i < NM_LINE_COLS; i++) {
+    const nm_line_col_t *c = &nm_line_cols[i];
+    if (c->json == NULL || !nm_line_shows(c, cls)) continue;
+    if (!first) nm_buf_char(b, ',');
+    first = false;
+    nm_json_key(b, c->json, nm_line_get(l, c), false);
+  }
+}
+
+/* The process figures that go in one place (NM_STATS_IN_PROCESS or _BUMP), comma-separated. */
+static void nm_json_figures(nm_buf_t *b, const nm_stats_t *st, unsigned in) {
+  bool first = true;
+  for (size_t i = 0; i < NM_FIGURES; i++) {
+    const nm_figure_t *f = &nm_figures[i];
+    if (f->in != in) continue;
+    if (!first) nm_buf_char(b, ',');
+    first = false;
+    nm_json_key(b, f->json, nm_figure_get(st, f), false);
+  }
 }
 
 /* A JSON string from a config path: quotes, backslashes and control characters escaped. */
@@ -186,17 +273,8 @@ static void nm_format_json(nm_buf_t *b, const nm_stats_t *st) {
   nm_json_key(b, "bytes_in_use", st->total.bytes, true);
   nm_json_key(b, "live_blocks", st->total.live, true);
   nm_json_key(b, "allocs", st->total.allocs, true);
-  nm_json_key(b, "frees", st->total.frees + st->total.remote_frees, true);
-  nm_json_key(b, "page_bytes", st->page_bytes, true);
-  nm_json_key(b, "page_bytes_peak", st->page_bytes_peak, true);
-  nm_json_key(b, "mapped_bytes", st->mapped, true);
-  nm_json_key(b, "dirty_bytes", st->dirty, true);
-  nm_json_key(b, "purged_bytes", st->purged, true);
-  nm_json_key(b, "segments_mapped", st->segments_mapped, true);
-  nm_json_key(b, "segments_unmapped", st->segments_unmapped, true);
-  nm_json_key(b, "rss_bytes", st->rss, true);
-  nm_json_key(b, "threads", st->threads, true);
-  nm_json_key(b, "heaps", st->heaps, false);
+  nm_json_key(b, "frees", st->total.frees + st->total.remote_frees, true);   /* every free */
+  nm_json_figures(b, st, NM_STATS_IN_PROCESS);
   nm_buf_str(b, "},\"budgets\":[");
   bool first = true;
   NM_BUDGET_FOREACH(i) {
@@ -216,19 +294,17 @@ static void nm_format_json(nm_buf_t *b, const nm_stats_t *st) {
     nm_buf_char(b, '"');
     nm_buf_str(b, nm_backend_names[i]);
     nm_buf_str(b, "\":{");
-    nm_json_line(b, nm_backend_line(st, i));
-    if (i == 2) {
+    nm_json_line(b, nm_backend_line(st, i), false);
+    if (i == NM_BACKEND_BUMP) {
       nm_buf_char(b, ',');
-      nm_json_key(b, "regions_live", st->bump_regions_live, true);
-      nm_json_key(b, "regions_pinned", st->bump_pinned, true);
-      nm_json_key(b, "regions_made", st->bump_regions_made, true);
-      nm_json_key(b, "regions_recycled", st->bump_rewinds, true);
+      nm_json_figures(b, st, NM_STATS_IN_BUMP);
+      nm_buf_char(b, ',');
       nm_json_key(b, "region_bytes", nm_route.opt.bump_region, false);
     }
-    nm_buf_str(b, i < 3 ? "}," : "}");
+    nm_buf_str(b, i + 1 < NM_BACKEND_COUNT ? "}," : "}");
   }
   nm_buf_str(b, "},\"total\":{");
-  nm_json_line(b, &st->total);
+  nm_json_line(b, &st->total, false);
   nm_buf_str(b, "},\"classes\":[");
   first = true;
   for (unsigned c = 0; c < st->classes; c++) {
@@ -239,11 +315,7 @@ static void nm_format_json(nm_buf_t *b, const nm_stats_t *st) {
     nm_buf_char(b, '{');
     nm_json_key(b, "class", c, true);
     nm_json_key(b, "size", st->class_size[c], true);
-    nm_json_line(b, l);
-    nm_buf_char(b, ',');
-    nm_json_key(b, "pages", l->pages, true);
-    nm_json_key(b, "peak_page_bytes", l->peak_bytes, true);
-    nm_json_key(b, "capacity_blocks", l->capacity, false);
+    nm_json_line(b, l, true);
     nm_buf_char(b, '}');
   }
   nm_buf_str(b, "]");
@@ -283,67 +355,45 @@ static void nm_prom_sample(nm_buf_t *b, const char *name, const char *label, con
   nm_buf_char(b, '\n');
 }
 
-typedef uint64_t (*nm_line_field_fn)(const nm_stats_line_t *l);
-static uint64_t f_allocs(const nm_stats_line_t *l) { return l->allocs; }
-static uint64_t f_frees(const nm_stats_line_t *l) { return l->frees + l->remote_frees; }
-static uint64_t f_remote(const nm_stats_line_t *l) { return l->remote_frees; }
-static uint64_t f_live(const nm_stats_line_t *l) { return l->live; }
-static uint64_t f_bytes(const nm_stats_line_t *l) { return l->bytes; }
-static uint64_t f_peak(const nm_stats_line_t *l) { return l->peak_bytes; }
-
-static void nm_prom_family(nm_buf_t *b, const nm_stats_t *st, const char *name, const char *type,
-                           const char *help, nm_line_field_fn field) {
-  nm_prom_head(b, name, type, help);
-  for (unsigned i = 0; i < NM_BACKEND_COUNT; i++)
-    nm_prom_sample(b, name, "backend", nm_backend_names[i], field(nm_backend_line(st, i)));
+/* A line counter's sample: the counter, or (frees) every free, remote ones included. */
+static uint64_t nm_prom_value(const nm_line_col_t *c, const nm_stats_line_t *l) {
+  uint64_t v = nm_line_get(l, c);
+  return c->prom_value == NM_STATS_PROM_FIELD_PLUS_REMOTE ? v + l->remote_frees : v;
 }
 
-static void nm_prom_class_family(nm_buf_t *b, const nm_stats_t *st, const char *name,
-                                 const char *type, const char *help, nm_line_field_fn field) {
-  nm_prom_head(b, name, type, help);
-  for (unsigned c = 0; c < st->classes; c++) {
-    const nm_stats_line_t *l = &st->cls[c];
+static void nm_prom_family(nm_buf_t *b, const nm_stats_t *st, const nm_line_col_t *c) {
+  nm_prom_head(b, c->prom, c->prom_type, c->prom_help);
+  for (unsigned i = 0; i < NM_BACKEND_COUNT; i++)
+    nm_prom_sample(b, c->prom, "backend", nm_backend_names[i], nm_prom_value(c, nm_backend_line(st, i)));
+}
+
+static void nm_prom_class_family(nm_buf_t *b, const nm_stats_t *st, const nm_line_col_t *c) {
+  nm_prom_head(b, c->prom_class, c->prom_type, c->prom_class_help);
+  for (unsigned i = 0; i < st->classes; i++) {
+    const nm_stats_line_t *l = &st->cls[i];
     if (l->allocs == 0 && l->pages == 0) continue;
     char size[24];
     nm_buf_t sb = NM_BUF(size);
-    nm_buf_u64(&sb, st->class_size[c]);
+    nm_buf_u64(&sb, st->class_size[i]);
     nm_buf_char(&sb, '\0');
     size[sizeof size - 1] = '\0';
-    nm_prom_sample(b, name, "size", size, field(l));
+    nm_prom_sample(b, c->prom_class, "size", size, nm_prom_value(c, l));
   }
 }
 
+/* The families of the line counters per backend, then per pool class, then the process
+ * figures, then the budgets. */
 static void nm_format_prometheus(nm_buf_t *b, const nm_stats_t *st) {
-  nm_prom_family(b, st, "nebula_allocations_total", "counter", "Blocks handed out.", f_allocs);
-  nm_prom_family(b, st, "nebula_frees_total", "counter", "Blocks freed (by any thread).", f_frees);
-  nm_prom_family(b, st, "nebula_remote_frees_total", "counter",
-                 "Blocks freed by a thread other than their owner's.", f_remote);
-  nm_prom_family(b, st, "nebula_live_blocks", "gauge", "Blocks allocated and not freed.", f_live);
-  nm_prom_family(b, st, "nebula_bytes_in_use", "gauge",
-                 "Usable bytes of live blocks (bump: bytes of its live regions).", f_bytes);
-  nm_prom_class_family(b, st, "nebula_class_allocations_total", "counter",
-                       "Blocks handed out, per pool size class (label: block size).", f_allocs);
-  nm_prom_class_family(b, st, "nebula_class_live_blocks", "gauge",
-                       "Live blocks per pool size class.", f_live);
-  nm_prom_class_family(b, st, "nebula_class_peak_page_bytes", "gauge",
-                       "Most bytes of pages a size class held (sum of each thread's peak).", f_peak);
-  nm_prom_head(b, "nebula_mapped_bytes", "gauge", "Bytes of segments mapped from the kernel.");
-  nm_prom_sample(b, "nebula_mapped_bytes", NULL, NULL, st->mapped);
-  nm_prom_head(b, "nebula_page_bytes", "gauge", "Bytes of slices holding pages.");
-  nm_prom_sample(b, "nebula_page_bytes", NULL, NULL, st->page_bytes);
-  nm_prom_head(b, "nebula_page_bytes_peak", "gauge", "Sum of each heap's page bytes peak.");
-  nm_prom_sample(b, "nebula_page_bytes_peak", NULL, NULL, st->page_bytes_peak);
-  nm_prom_head(b, "nebula_purged_bytes_total", "counter", "Bytes given back to the kernel.");
-  nm_prom_sample(b, "nebula_purged_bytes_total", NULL, NULL, st->purged);
-  nm_prom_head(b, "nebula_bump_regions", "gauge", "Live bump regions.");
-  nm_prom_sample(b, "nebula_bump_regions", NULL, NULL, st->bump_regions_live);
-  nm_prom_head(b, "nebula_bump_regions_pinned", "gauge",
-               "Bump regions left behind by their thread and kept by live blocks.");
-  nm_prom_sample(b, "nebula_bump_regions_pinned", NULL, NULL, st->bump_pinned);
-  nm_prom_head(b, "nebula_rss_bytes", "gauge", "Resident set size of the process.");
-  nm_prom_sample(b, "nebula_rss_bytes", NULL, NULL, st->rss);
-  nm_prom_head(b, "nebula_threads", "gauge", "Threads with a heap.");
-  nm_prom_sample(b, "nebula_threads", NULL, NULL, st->threads);
+  for (size_t i = 0; i < NM_LINE_COLS; i++)
+    if (nm_line_cols[i].prom != NULL) nm_prom_family(b, st, &nm_line_cols[i]);
+  for (size_t i = 0; i < NM_LINE_COLS; i++)
+    if (nm_line_cols[i].prom_class != NULL) nm_prom_class_family(b, st, &nm_line_cols[i]);
+  for (size_t i = 0; i < NM_FIGURES; i++) {
+    const nm_figure_t *f = &nm_figures[i];
+    if (f->prom == NULL) continue;
+    nm_prom_head(b, f->prom, f->prom_type, f->prom_help);
+    nm_prom_sample(b, f->prom, NULL, NULL, nm_figure_get(st, f));
+  }
   bool any = false;
   for (unsigned i = 0; i < NM_BUDGET_SLOTS; i++) any |= nm_budgets[i].limit != 0;
   if (any) {

@@ -36,10 +36,13 @@ NM_RACY_READER static void nm_stats_add_heap(nm_heap_t *h, void *arg) {
   nm_segment_foreach_page(h, nm_stats_add_page, st);
   st->large.bytes += LOAD(hs->large_bytes_in) - LOAD(hs->large_bytes_out);
   st->system.bytes += LOAD(hs->system_bytes_in) - LOAD(hs->system_bytes_out);
+  /* Read while the owner runs: regions made and retired between the loads could take
+   * either difference below zero, and the sum would wrap to near 2^64. */
   uint64_t made = LOAD(hs->bump_regions_made), retired = LOAD(hs->bump_regions_retired);
+  uint64_t live = made > retired ? made - retired : 0, current = LOAD(h->bump) != NULL;
   st->bump_regions_made += made;
-  st->bump_regions_live += made - retired;
-  st->bump_pinned += made - retired - (LOAD(h->bump) != NULL);
+  st->bump_regions_live += live;
+  st->bump_pinned += live > current ? live - current : 0;
   st->bump_rewinds += LOAD(hs->bump_rewinds);
   st->mapped += (uint64_t)LOAD(h->mapped_bytes);
   st->page_bytes += LOAD(h->page_bytes);
@@ -65,13 +68,11 @@ static void nm_line_finish(nm_stats_line_t *l) {
   l->live = l->allocs > gone ? l->allocs - gone : 0;
 }
 
+/* A backend's line and the total are sums of lines, every counter of them. */
 static void nm_line_add(nm_stats_line_t *to, const nm_stats_line_t *from) {
-  to->allocs += from->allocs;
-  to->frees += from->frees;
-  to->remote_frees += from->remote_frees;
-  to->live += from->live;
-  to->bytes += from->bytes;
-  to->peak_bytes += from->peak_bytes;
+#define NM_X(field, ...) to->field += from->field;
+  NM_STATS_LINE_COUNTERS(NM_X)
+#undef NM_X
 }
 
 void nm_stats_collect(nm_stats_t *st) {

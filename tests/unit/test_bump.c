@@ -21,7 +21,9 @@
  *      (a regression test: frees into the orphan give its regions back before that);
  *   8. a long-lived block pins its region (and only its region);
  *   9. a regression test: a refill while the OS refuses new segments must not retire the
- *      current region under itself.
+ *      current region under itself;
+ *  10. a regression test: statistics read while regions are made and retired keep
+ *      pinned <= live <= made (no difference taken below zero).
  *
  * Each test calls nm_runtime_init with the throughput route once; Criterion runs each test
  * in its own process, so each starts from a fresh allocator. The test's own bookkeeping
@@ -38,12 +40,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include "bump/bump.h"
 #include "heap/alloc.h"
 #include "heap/introspect.h"
 #include "heap/router.h"
 #include "heap/runtime.h"
+#include "heap/stats.h"
 #include "nm_types.h"
 #include "pool/segmap.h"
 #include "pool/segment.h"
@@ -902,4 +906,67 @@ Test(bump, refill_without_new_segments_keeps_the_current_region) {
                    rewound, refused, bad, heap, (void *)h, slices, (void *)h->bump, tb.page_bytes, t0.page_bytes, other, overlap ? "OVERLAPS" : "does not overlap", tb.mapped);
   }
   cr_assert_gt(rewound + refused, 0u);
+}
+
+/* ---- 10. statistics read while regions come and go --------------------------------------- */
+
+/* Regression test: nm_stats_collect reads a heap's regions made, then retired, then its
+ * current region, while the owner runs. A region made and the previous one retired between
+ * those loads (a refill, then the old region's last block freed) took made - retired - 1
+ * below zero, and bump_pinned wrapped to near 2^64 (about once in 10^5 reads here, on two
+ * busy cores; a 2 s run of this test caught it in some runs, not all). Writers keep three
+ * 16 KiB blocks in 64 KiB regions, so one is made and one retired every few allocations,
+ * while this thread collects statistics. */
+enum { SR_WRITERS = 2, SR_RING = 3, SR_MS = 2000 };
+static atomic_int sr_stop;
+
+static void *sr_writer(void *arg) {
+  (void)arg;
+  void *ring[SR_RING] = {0};
+  for (unsigned i = 0; !atomic_load_explicit(&sr_stop, memory_order_relaxed); i++) {
+    nm_free(ring[i % SR_RING]);
+    ring[i % SR_RING] = nm_malloc(16 * KiB);
+    if (ring[i % SR_RING] == NULL) {
+      fail("writer: malloc failed after %u blocks", i);
+      break;
+    }
+  }
+  for (unsigned k = 0; k < SR_RING; k++) nm_free(ring[k]);
+  return NULL;
+}
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+Test(bump, stats_read_while_regions_are_made_and_retired) {
+  nm_route_t r;
+  nm_route_defaults(&r);
+  r.opt.bump_region = 64 * KiB;
+  r.opt.range_count = 3;
+  r.opt.ranges[0] = (nm_route_range_t){ 0, BUMP_MAX, NM_BACKEND_BUMP };
+  r.opt.ranges[1] = (nm_route_range_t){ BUMP_MAX + 1, 2 * MiB, NM_BACKEND_POOL };
+  r.opt.ranges[2] = (nm_route_range_t){ 2 * MiB + 1, SIZE_MAX, NM_BACKEND_SYSTEM };
+  cr_assert_eq(nm_runtime_init(&r), 0);
+  pthread_t w[SR_WRITERS];
+  for (unsigned i = 0; i < SR_WRITERS; i++) cr_assert_eq(pthread_create(&w[i], NULL, sr_writer, NULL), 0);
+  static nm_stats_t st;
+  uint64_t reads = 0, end = now_ms() + SR_MS;
+  bool bad = false;
+  while (!bad && now_ms() < end) {
+    nm_stats_collect(&st);
+    reads++;
+    bad = st.bump_pinned > st.bump_regions_live || st.bump_regions_live > st.bump_regions_made;
+  }
+  atomic_store(&sr_stop, 1);
+  for (unsigned i = 0; i < SR_WRITERS; i++) pthread_join(w[i], NULL);
+  check_no_failures();
+  cr_assert(!bad, "read %llu: %llu regions pinned, %llu live, %llu made: expected pinned <= live <= made",
+            (unsigned long long)reads, (unsigned long long)st.bump_pinned,
+            (unsigned long long)st.bump_regions_live, (unsigned long long)st.bump_regions_made);
+  nm_stats_collect(&st);
+  cr_assert_gt(st.bump_regions_made, 1000u, "the writers made only %llu regions",
+               (unsigned long long)st.bump_regions_made);
 }
