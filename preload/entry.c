@@ -136,13 +136,7 @@ NM_EXPORT int posix_memalign(void **out, size_t alignment, size_t n) {
   if (!nm_posix_alignment_ok(alignment)) return EINVAL;
   int saved = errno;
   void *p = nm_aligned_request(NM_ENTRY_POSIX_MEMALIGN, alignment, n, __builtin_return_address(0));
-  if (p == NULL) {
-    errno = ENOMEM;   /* glibc's failing mmap or sbrk leaves it so; tst-malloc-thread-fail checks */
-    return ENOMEM;
-  }
-  errno = saved;      /* success leaves errno alone */
-  *out = p;
-  return 0;
+  return nm_posix_memalign_end(out, p, saved);
 }
 
 NM_EXPORT void *aligned_alloc(size_t alignment, size_t n) {

@@ -444,14 +444,7 @@ void *nm_memalign(size_t a, size_t n) {
 int nm_posix_memalign(void **out, size_t a, size_t n) {
   if (!nm_posix_alignment_ok(a)) return EINVAL;
   int saved = errno;
-  void *p = nm_memalign(a, n);
-  if (p == NULL) {
-    errno = ENOMEM;   /* as glibc's: its failing mmap or sbrk leaves errno so */
-    return ENOMEM;
-  }
-  errno = saved;
-  *out = p;
-  return 0;
+  return nm_posix_memalign_end(out, nm_memalign(a, n), saved);
 }
 
 void *nm_aligned_alloc(size_t a, size_t n) {

@@ -4,6 +4,7 @@
 #ifndef NM_ALLOC_H
 #define NM_ALLOC_H
 
+#include <errno.h>
 #include <stddef.h>
 
 #include "bump/bump.h"
@@ -94,6 +95,18 @@ void *nm_pvalloc(size_t n);
  * (EINVAL otherwise); pvalloc rounds n up to whole pages (false if that overflows). */
 static inline bool nm_posix_alignment_ok(size_t a) {
   return a != 0 && a % sizeof(void *) == 0 && (a & (a - 1)) == 0;
+}
+/* posix_memalign's ending, given the block (or NULL) and errno as the call found it: ENOMEM
+ * (and errno ENOMEM, as glibc's failing mmap or sbrk leaves it; tst-malloc-thread-fail
+ * checks) or 0 with *out set and errno untouched. */
+static inline int nm_posix_memalign_end(void **out, void *p, int saved_errno) {
+  if (p == NULL) {
+    errno = ENOMEM;
+    return ENOMEM;
+  }
+  errno = saved_errno;
+  *out = p;
+  return 0;
 }
 static inline bool nm_pvalloc_size(size_t n, size_t page, size_t *rounded) {
   if (__builtin_add_overflow(n, page - 1, rounded)) return false;
