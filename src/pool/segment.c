@@ -187,9 +187,8 @@ NM_RACY_READER void nm_segment_foreach_page(nm_heap_t *h, void (*fn)(nm_heap_t *
   atomic_fetch_sub_explicit(&nm_segment_readers, 1, memory_order_release);
 }
 
-/* First run of n set bits in mask, or -1. Doubling: after each step, bit i of m says
- * mask holds bits i .. i+len-1. */
-static int nm_find_run(uint64_t mask, unsigned n) {
+/* Doubling: after each step, bit i of m says mask holds bits i .. i+len-1. */
+int nm_segment_find_run(uint64_t mask, unsigned n) {
   uint64_t m = mask;
   for (unsigned len = 1; len < n && m != 0;) {
     unsigned step = len < n - len ? len : n - len;
@@ -228,7 +227,7 @@ static nm_page_t *nm_segment_find(nm_heap_t *h, unsigned n, bool dirty, bool *fa
   nm_segment_t *start = h->seg_hint ? h->seg_hint : h->segments;
   nm_segment_t *s = start;
   while (s != NULL) {
-    int at = nm_find_run(dirty ? s->free_mask & s->dirty_mask : s->free_mask, n);
+    int at = nm_segment_find_run(dirty ? s->free_mask & s->dirty_mask : s->free_mask, n);
     if (at >= 0) {
       /* A sparse segment maps the run first; a run another mapping took part of is lost
        * (nm_segment_map_run took it off free_mask) and the search goes on. */

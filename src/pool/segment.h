@@ -32,6 +32,9 @@ static inline bool nm_segment_holds(const void *p) {
   return (mapped >> (((uintptr_t)p & NM_SEG_MASK) >> NM_SLICE_SHIFT)) & 1;
 }
 
+/* Index of the first run of n (1..64) set bits in mask, or -1: where n free slices are. */
+int nm_segment_find_run(uint64_t mask, unsigned n);
+
 /* Address space is short (a segment was refused a moment ago). */
 bool nm_segment_pressure(void);
 

@@ -10,6 +10,7 @@
 #include "heap/router.h"
 #include "heap/runtime.h"
 #include "nm_types.h"
+#include "pool/segment.h"
 #include "pool/segmap.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -381,4 +382,64 @@ Test(pool, large_blocks) {
     memset(q, 0xee, len[N - 1 - i]);
     nm_free(q);
   }
+}
+
+/* The run finder against the obvious scan, on masks from empty to full with runs of every
+ * length, for every run length. */
+static int naive_run(uint64_t mask, unsigned n) {
+  for (unsigned i = 0; i + n <= 64; i++) {
+    unsigned k = 0;
+    while (k < n && ((mask >> (i + k)) & 1)) k++;
+    if (k == n) return (int)i;
+  }
+  return -1;
+}
+
+Test(pool, segment_find_run_matches_a_scan) {
+  for (unsigned trial = 0; trial < 20000; trial++) {
+    uint64_t mask;
+    switch (trial % 4) {
+    case 0: mask = rng(); break;
+    case 1: mask = rng() | rng(); break;                 /* dense: long runs */
+    case 2: mask = rng() & rng() & rng(); break;         /* sparse */
+    default: {                                           /* one run at a random place */
+      unsigned len = (unsigned)(rng() % 65), at = len == 64 ? 0 : (unsigned)(rng() % (65 - len));
+      mask = len == 64 ? UINT64_MAX : (((uint64_t)1 << len) - 1) << at;
+    }
+    }
+    if (trial == 0) mask = 0;
+    if (trial == 1) mask = UINT64_MAX;
+    for (unsigned n = 1; n <= 64; n++)
+      cr_assert_eq(nm_segment_find_run(mask, n), naive_run(mask, n), "mask %#llx, n %u",
+                   (unsigned long long)mask, n);
+  }
+}
+
+/* A new page takes freed slices that are still resident before clean ones, even when a
+ * clean run comes first in the segment: programs that free and allocate in cycles reuse
+ * memory instead of faulting in fresh slices beside it. */
+Test(pool, new_page_reuses_resident_slices_first) {
+  size_t n = 3 * NM_SLICE_SIZE - 4096;   /* a large block of 3 slices */
+  cr_assert_gt(n, NM_POOL_LIMIT);
+  uint8_t *x = nm_malloc(n), *y = nm_malloc(n), *z = nm_malloc(n);
+  cr_assert(x != NULL && y != NULL && z != NULL);
+  cr_assert(nm_segment_of(x) == nm_segment_of(z) && x < z, "the three blocks share a segment, in order");
+  memset(x, 1, n);
+  memset(z, 3, n);
+  nm_free(x);
+  nm_trim(0);                             /* x's slices: purged, clean */
+  nm_totals_t t = totals();
+  cr_assert_eq(t.dirty, 0u);
+  nm_free(z);                             /* z's slices: dirty */
+  cr_assert_eq(totals().dirty, 3 * NM_SLICE_SIZE);
+  uint8_t *w = nm_malloc(n);
+  cr_assert_eq(w, z, "the new page took clean slices (%p) instead of the resident ones (%p)", (void *)w,
+               (void *)z);
+  cr_assert_eq(totals().dirty, 0u);
+  /* Only dirty memory keeps old contents; the caller must not rely on either. */
+  uint8_t *v = nm_malloc(n);
+  cr_assert_eq(v, x, "with no dirty run left, first fit");
+  nm_free(v);
+  nm_free(w);
+  nm_free(y);
 }
