@@ -347,6 +347,16 @@ void *nm_realloc(void *p, size_t n) {
       return p;
     /* Fits, and would not waste more than half the block: stay. */
     if (n <= old && n >= old / 2) return p;
+    /* A large block shrinking to a size that is still large keeps its first slices and
+     * gives the rest back: no copy, and no new page taken while the old one goes dirty
+     * (a growing buffer trimmed at the end moved every time). */
+    if (n < old && to == NM_BACKEND_LARGE && pg->class_idx == NM_CLASS_LARGE && pg->heap == h &&
+        !(nm_page_flags(pg) & NM_PAGE_ALIGNED)) {
+      nm_heap_page_shrink(h, pg, nm_large_slices(n));
+      h->stats.large_bytes_out += pg->block_size - ((size_t)pg->slice_count << NM_SLICE_SHIFT);
+      pg->block_size = (uint32_t)pg->slice_count << NM_SLICE_SHIFT;
+      return p;
+    }
     /* A large block grows in place over the free slices after it. */
     if (to == NM_BACKEND_LARGE && pg->class_idx == NM_CLASS_LARGE && pg->heap == h &&
         !(nm_page_flags(pg) & NM_PAGE_ALIGNED) && n > old &&

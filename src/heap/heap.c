@@ -237,6 +237,13 @@ bool nm_heap_page_grow(nm_heap_t *h, nm_page_t *pg, unsigned slices) {
   return grown;
 }
 
+void nm_heap_page_shrink(nm_heap_t *h, nm_page_t *pg, unsigned slices) {
+  nm_lock(&h->seg_lock);
+  nm_segment_page_shrink(h, pg, slices);
+  nm_heap_purge_due_locked(h);
+  nm_unlock(&h->seg_lock);
+}
+
 void nm_heap_trim(nm_heap_t *h) {
   if (h->state != NM_HEAP_ACTIVE) return;
   nm_heap_collect_remote(h);

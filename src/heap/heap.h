@@ -29,6 +29,8 @@ void nm_heap_sweep_maybe(nm_heap_t *self);
 void nm_heap_trim_others(nm_heap_t *self);
 /* Grow a large page in place over the free slices after it (realloc). */
 bool nm_heap_page_grow(nm_heap_t *h, nm_page_t *pg, unsigned slices);
+/* Shrink pg to its first `slices` slices; the rest go back to the segment. */
+void nm_heap_page_shrink(nm_heap_t *h, nm_page_t *pg, unsigned slices);
 /* A page of `slices` slices for h. When the OS refuses a new segment (RLIMIT_AS), the
  * heap first gives up its empty current pages and wholly free segments, and tries again
  * in what it has: a thread that freed everything can always allocate again. */

@@ -286,6 +286,22 @@ bool nm_segment_page_grow(nm_heap_t *h, nm_page_t *pg, unsigned n) {
   return true;
 }
 
+void nm_segment_page_shrink(nm_heap_t *h, nm_page_t *pg, unsigned n) {
+  nm_segment_t *s = nm_segment_of(pg);
+  unsigned at = (unsigned)(pg - s->slices);
+  unsigned have = pg->slice_count;
+  if (n == 0 || n >= have) return;
+  /* The tail's descriptors still lead back to pg, whose block no longer reaches them: a
+   * free into the tail fails the block-start check, as one into any freed run does. */
+  uint64_t tail = nm_run_mask(at + n, have - n);
+  s->free_mask |= tail;
+  s->dirty_mask |= tail;
+  h->dirty_bytes += (size_t)(have - n) << NM_SLICE_SHIFT;
+  h->page_bytes -= (size_t)(have - n) << NM_SLICE_SHIFT;
+  pg->slice_count = (uint8_t)n;
+  h->seg_hint = s;
+}
+
 void nm_segment_page_free(nm_heap_t *h, nm_page_t *pg) {
   nm_segment_t *s = nm_segment_of(pg);
   unsigned at = (unsigned)(pg - s->slices);

@@ -43,6 +43,8 @@ bool nm_segment_pressure(void);
 nm_page_t *nm_segment_page_alloc(nm_heap_t *h, unsigned slices);
 /* Grow pg in place to n slices if the slices after it are free; false otherwise. */
 bool nm_segment_page_grow(nm_heap_t *h, nm_page_t *pg, unsigned n);
+/* Give the slices of pg beyond its first n back to its segment (dirty, as freed ones). */
+void nm_segment_page_shrink(nm_heap_t *h, nm_page_t *pg, unsigned n);
 /* Return an empty page's slices to its segment; they stay resident until nm_segment_purge. */
 void nm_segment_page_free(nm_heap_t *h, nm_page_t *pg);
 /* Give h's freed slices back to the OS and unmap wholly free segments, keeping `keep`.

@@ -443,3 +443,41 @@ Test(pool, new_page_reuses_resident_slices_first) {
   nm_free(w);
   nm_free(y);
 }
+
+/* realloc of a large block to a smaller size that is still large keeps the block where it
+ * is and gives the tail slices back; to a pool size it moves. The contents stay either way,
+ * and the tail can be taken by the next page. */
+Test(pool, large_realloc_shrinks_in_place) {
+  cr_assert_eq(nm_runtime_init(NULL), 0);
+  size_t big = 16 * NM_SLICE_SIZE - 100, small = 3 * NM_SLICE_SIZE - 100;
+  cr_assert_gt(small, nm_route.pool_max);
+  uint8_t *p = nm_malloc(big);
+  cr_assert_not_null(p);
+  fill(p, big, 7);
+  nm_totals_t t0 = totals();
+  uint8_t *q = nm_realloc(p, small);
+  cr_assert_eq(q, p, "a large block shrinking to a large size moved");
+  cr_assert_eq(verify(q, small, 7), small, "contents lost in the shrink");
+  cr_assert_eq(nm_usable_size(q), 3 * NM_SLICE_SIZE);
+  nm_totals_t t1 = totals();
+  cr_assert_eq(t0.page_bytes - t1.page_bytes, 13 * NM_SLICE_SIZE, "the tail did not go back (%zu -> %zu)",
+               t0.page_bytes, t1.page_bytes);
+  cr_assert_eq(t1.dirty - t0.dirty, 13 * NM_SLICE_SIZE);
+  /* The tail is free for the next page, right after the block. */
+  uint8_t *r = nm_malloc(small);
+  cr_assert_eq(r, q + 3 * NM_SLICE_SIZE, "the next large page did not take the freed tail");
+  /* And the rest of the tail, ten slices, after that one. */
+  uint8_t *u = nm_malloc(10 * NM_SLICE_SIZE - 100);
+  cr_assert_eq(u, q + 6 * NM_SLICE_SIZE, "the rest of the freed tail was not one free run");
+  nm_free(u);
+  /* Growing again, then to a pool size: moves, contents kept. */
+  uint8_t *s = nm_realloc(q, big);
+  cr_assert_not_null(s);
+  cr_assert_eq(verify(s, small, 7), small, "contents lost growing back");
+  uint8_t *t = nm_realloc(s, 1000);
+  cr_assert_not_null(t);
+  cr_assert_neq(t, s, "a pool-sized shrink stays in a large page");
+  cr_assert_eq(verify(t, 1000, 7), 1000u);
+  nm_free(t);
+  nm_free(r);
+}
