@@ -163,10 +163,11 @@ Test(router, ranges_pick_backends) {
   cr_assert_eq(nm_router_backend(((size_t)1 << 20) + 1), NM_BACKEND_LARGE);
   cr_assert_eq(nm_router_backend(r.large_max + 1), NM_BACKEND_SYSTEM);
 
-  r.opt.bump_region = (size_t)128 << 10;   /* quarter region 32 KiB: bigger bump sizes use pool */
+  r.opt.bump_region = (size_t)64 << 10;   /* quarter region 16 KiB: bigger bump sizes use pool */
   cr_assert_eq(nm_router_init(&r), 0);
-  cr_assert_eq(nm_router_backend((size_t)32 << 10), NM_BACKEND_BUMP);
-  cr_assert_eq(nm_router_backend(((size_t)32 << 10) + 16), NM_BACKEND_POOL);
+  cr_assert_eq(nm_router_backend((size_t)16 << 10), NM_BACKEND_BUMP);
+  cr_assert_eq(nm_router_backend(((size_t)16 << 10) + 16), NM_BACKEND_POOL);
+  cr_assert_eq(nm_router_backend(r.pool_max + 1), NM_BACKEND_LARGE);   /* the pool's large pages */
 }
 
 /* Everything to the system backend (strategy=system). */

@@ -358,12 +358,12 @@ Test(threads, concurrent_malloc_free_8_threads) {
 
 /* Statistics read while the owners map and unmap segments: a reader walks every heap's
  * pages without a lock, so segments must not be unmapped under it (nm_segment_foreach_page).
- * Workers cycle 8 MiB of 48 KiB blocks (two segments and more) and trim after each cycle,
+ * Workers cycle 8 MiB of 24 KiB blocks, a size class (two segments and more), and trim after each cycle,
  * which unmaps the emptied segments; a reader collects statistics all the while. Once the
  * reader stops, the counts are exact. */
 #define SW_WORKERS 2
-#define SW_BLOCKS 170
-#define SW_SIZE (48u << 10)
+#define SW_BLOCKS 340
+#define SW_SIZE (24u << 10)
 #define SW_CYCLES (40 / SCALE)
 static atomic_int sw_running;
 
