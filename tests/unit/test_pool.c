@@ -404,7 +404,7 @@ Test(pool, segment_find_run_matches_a_scan) {
     case 2: mask = rng() & rng() & rng(); break;         /* sparse */
     default: {                                           /* one run at a random place */
       unsigned len = (unsigned)(rng() % 65), at = len == 64 ? 0 : (unsigned)(rng() % (65 - len));
-      mask = len == 64 ? UINT64_MAX : (((uint64_t)1 << len) - 1) << at;
+      mask = len == 0 ? 0 : len == 64 ? UINT64_MAX : (((uint64_t)1 << len) - 1) << at;
     }
     }
     if (trial == 0) mask = 0;
