@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "doc_file.h"
 #include "config/config.h"
 
 #define KiB ((size_t)1 << 10)
@@ -174,15 +175,7 @@ Test(config, keys_lists_every_key) {
  * gives exactly that one message, and every example that should be valid (an "Example:"
  * line, a NEBULA_MEM_CONFIG= or route= line in a code block) parses without a problem. */
 static char *read_docs(void) {
-  const char *path = getenv("NEBULA_DOCS_CONFIG");
-  cr_assert_not_null(path, "NEBULA_DOCS_CONFIG is not set (meson test sets it to docs/configuration.md)");
-  FILE *f = fopen(path, "r");
-  cr_assert_not_null(f, "cannot open %s", path);
-  static char doc[1 << 20];
-  size_t len = fread(doc, 1, sizeof doc - 1, f);
-  fclose(f);
-  doc[len] = '\0';
-  return doc;
+  return doc_file_read("NEBULA_DOCS_CONFIG");
 }
 
 /* Copies the code span at *p (just after its opening backquote) into out, turning "\|"

@@ -72,6 +72,11 @@ Test(router, default_route) {
   check_tables(&def);
   cr_assert_eq(nm_router_backend(def.pool_max), NM_BACKEND_POOL);
   cr_assert_neq(nm_router_backend(def.pool_max + 1), NM_BACKEND_POOL);
+  /* docs/design.md: size classes up to 32 KiB, a page per block above, up to 2 MiB. */
+  cr_assert_eq(def.pool_max, (size_t)32 << 10);
+  cr_assert_eq(nm_router_backend(((size_t)32 << 10) + 1), NM_BACKEND_LARGE);
+  cr_assert_eq(nm_router_backend((size_t)2 << 20), NM_BACKEND_LARGE);
+  cr_assert_eq(nm_router_backend(((size_t)2 << 20) + 1), NM_BACKEND_SYSTEM);
 }
 
 Test(router, pool_max_1k_k4) { check_route(1024, 4); }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "doc_file.h"
 #include "heap/stats.h"
 
 /* What the lists say, as tables (a string literal is never compared with NULL in a macro). */
@@ -91,15 +92,7 @@ static void expect_same(const names_t *doc, const names_t *want, const char *wha
 }
 
 static const char *read_docs(void) {
-  const char *path = getenv("NEBULA_DOCS_STATS");
-  cr_assert_not_null(path, "NEBULA_DOCS_STATS is not set (meson test sets it to docs/statistics.md)");
-  FILE *f = fopen(path, "r");
-  cr_assert_not_null(f, "cannot open %s", path);
-  static char doc[1 << 20];
-  size_t len = fread(doc, 1, sizeof doc - 1, f);
-  fclose(f);
-  doc[len] = '\0';
-  return doc;
+  return doc_file_read("NEBULA_DOCS_STATS");
 }
 
 /* The text of the section under `heading`, up to the next heading. */
