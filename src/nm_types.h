@@ -44,6 +44,10 @@
 #define NM_SLICE_SIZE   ((size_t)1 << NM_SLICE_SHIFT)
 #define NM_SEG_SLICES   (NM_SEG_SIZE / NM_SLICE_SIZE)   /* 64: one bit each in a uint64_t */
 
+/* Requests up to this find their page in one load (nm_heap_t.direct), without the class
+ * table: one slot per 16-byte step. */
+#define NM_DIRECT_MAX   1024u
+#define NM_DIRECT_SLOTS (NM_DIRECT_MAX / NM_ALIGN + 1)
 /* Largest block the pool can serve; the router's pool_max may be lower. */
 #define NM_POOL_LIMIT   ((size_t)128 << 10)
 /* Size-class lookup table: one byte per 16-byte step up to NM_POOL_LIMIT. */
@@ -87,7 +91,7 @@ struct nm_page_s {
                                    +1 while the page is its class's current page */
   uint8_t class_idx;
   uint8_t slice_count;          /* slices spanned; 0 on a free slice */
-  uint16_t slice_back;          /* on an interior slice: bytes back to the page's descriptor */
+  uint16_t spare;
   uint64_t allocs;              /* blocks handed out since the page was made (statistics) */
   /* The owner heap's address | NM_PAGE_* flags: free's one compare with the calling
    * thread's heap says both "ours" and "no flag". Heaps are 64-aligned. */
@@ -123,6 +127,10 @@ struct nm_segment_s {
    * pressure: then a segment is mapped a few slices at a time, and its free slices are
    * unmapped; a slice neither free nor mapped was taken by another mapping ("lost"). */
   uint64_t mapped_mask;
+  /* Each slice's page (its first slice's descriptor); a free slice's own descriptor until
+   * a page takes it. Freeing a page leaves its slices leading to its descriptor, whose
+   * owner word is then 0, so a late free into them is no thread's. */
+  nm_page_t *page_of[NM_SEG_SLICES];
   nm_page_t slices[NM_SEG_SLICES];
 };
 
@@ -172,6 +180,10 @@ enum { NM_HEAP_EMPTY = 0, NM_HEAP_ACTIVE, NM_HEAP_ORPHAN, NM_HEAP_DEAD, NM_HEAP_
 
 /* 64-aligned: a page's owner word keeps its flags in the heap address's low bits. */
 struct __attribute__((aligned(64))) nm_heap_s {
+  /* Request (n + 15) / 16 -> current[its class], for n <= NM_DIRECT_MAX: malloc's page in
+   * one load. Kept equal to current[] by nm_heap_set_current; &nm_page_empty for sizes the
+   * pool does not serve on the fast path. */
+  nm_page_t *direct[NM_DIRECT_SLOTS];
   nm_page_t *current[NM_CLASS_MAX];     /* the page each class allocates from */
   nm_page_t *bump;                      /* the bump region allocations are carved from */
   _Atomic(nm_page_t *) remote_pages;   /* pages that received remote frees */

@@ -37,7 +37,7 @@ static NM_NOINLINE nm_page_t *nm_page_refill(nm_heap_t *h, unsigned cls) {
 found:
   nm_page_flags_clear(pg, NM_PAGE_FULL);
   pg->used++;                      /* the current page's bias: never retired while current */
-  h->current[cls] = pg;
+  nm_heap_set_current(h, cls, pg);
   /* The old page is exhausted and on no list: its next local free puts it back in play. */
   if (old != &nm_page_empty) {
     if (--old->used == 0) nm_heap_page_retire(h, old);

@@ -12,10 +12,11 @@
 #include "util/lock.h"
 
 #define NM_EMPTY_PAGES { [0 ... NM_CLASS_MAX - 1] = &nm_page_empty }
+#define NM_EMPTY_DIRECT { [0 ... NM_DIRECT_SLOTS - 1] = &nm_page_empty }
 
 __thread nm_heap_t *nm_tls_heap __attribute__((tls_model("initial-exec"))) = &nm_heap_empty;
-nm_heap_t nm_heap_empty = { .current = NM_EMPTY_PAGES, .state = NM_HEAP_EMPTY };
-nm_heap_t nm_heap_dead = { .current = NM_EMPTY_PAGES, .state = NM_HEAP_DEAD };
+nm_heap_t nm_heap_empty = { .direct = NM_EMPTY_DIRECT, .current = NM_EMPTY_PAGES, .state = NM_HEAP_EMPTY };
+nm_heap_t nm_heap_dead = { .direct = NM_EMPTY_DIRECT, .current = NM_EMPTY_PAGES, .state = NM_HEAP_DEAD };
 
 /* Global section: the registry of heaps, the orphan list and the metadata arena. Each
  * update is a single publishing store, so a child of fork can reset the lock and go on. */
@@ -85,6 +86,7 @@ static nm_heap_t *nm_heap_new_locked(void) {
   nm_heap_t *h = (nm_heap_t *)nm_meta_next;
   nm_meta_next += size;
   for (unsigned i = 0; i < NM_CLASS_MAX; i++) h->current[i] = &nm_page_empty;
+  for (unsigned i = 0; i < NM_DIRECT_SLOTS; i++) h->direct[i] = &nm_page_empty;
   h->next_all = nm_heaps_all;
   __atomic_store_n(&nm_heaps_all, h, __ATOMIC_RELEASE);   /* publish last: walked without the lock */
   return h;
@@ -187,7 +189,7 @@ static void nm_heap_drop_empty_current(nm_heap_t *h) {
   for (unsigned cls = 0; cls < NM_CLASS_MAX; cls++) {
     nm_page_t *pg = h->current[cls];
     if (pg == &nm_page_empty || pg->used != 1) continue;
-    h->current[cls] = &nm_page_empty;
+    nm_heap_set_current(h, cls, &nm_page_empty);
     pg->used = 0;
     nm_heap_page_retire(h, pg);
   }

@@ -3,6 +3,7 @@
 #ifndef NM_HEAP_H
 #define NM_HEAP_H
 
+#include "heap/router.h"
 #include "nm_types.h"
 
 /* The calling thread's heap: &nm_heap_empty before its first allocation, &nm_heap_dead
@@ -46,6 +47,12 @@ void nm_heap_free_remote(nm_page_t *pg, nm_block_t *b);
 void nm_heap_foreach(void (*fn)(nm_heap_t *h, void *arg), void *arg);
 /* In the child after fork: reset locks; heaps of threads that did not survive are dropped. */
 void nm_heap_after_fork_child(void);
+
+/* Make pg the page class cls allocates from, in current[] and in the class's direct slots. */
+static inline void nm_heap_set_current(nm_heap_t *h, unsigned cls, nm_page_t *pg) {
+  h->current[cls] = pg;
+  for (unsigned i = nm_direct_first[cls]; i < nm_direct_end[cls]; i++) h->direct[i] = pg;
+}
 
 void nm_page_queue_push(nm_page_queue_t *q, nm_page_t *pg);
 void nm_page_queue_remove(nm_page_queue_t *q, nm_page_t *pg);

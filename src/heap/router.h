@@ -43,6 +43,10 @@ extern uint8_t nm_class_of[NM_CLASS_LOOKUP];
  * nm_route_checked(), so every allocation takes the slow path. */
 extern uint8_t nm_fast_class_of[NM_CLASS_LOOKUP];
 
+/* The direct slots (nm_heap_t.direct) of each pool class: [first, end), empty for a class
+ * that serves no request up to NM_DIRECT_MAX on the fast path. */
+extern uint8_t nm_direct_first[NM_CLASS_MAX], nm_direct_end[NM_CLASS_MAX];
+
 /* n <= NM_POOL_LIMIT. */
 static inline unsigned nm_router_lookup(size_t n) {
   return __atomic_load_n(&nm_class_of[(n + NM_ALIGN - 1) / NM_ALIGN], __ATOMIC_RELAXED);

@@ -28,6 +28,7 @@ static void nm_segment_link(nm_heap_t *h, nm_segment_t *s, uint64_t mapped) {
   s->heap = h;
   s->free_mask = NM_USABLE_SLICES;
   s->mapped_mask = mapped;
+  for (unsigned i = 0; i < NM_SEG_SLICES; i++) s->page_of[i] = &s->slices[i];
   s->next = h->segments;
   if (h->segments) h->segments->prev = s;
   __atomic_store_n(&h->segments, s, __ATOMIC_RELEASE);   /* readers walk the list unlocked */
@@ -213,9 +214,10 @@ static nm_page_t *nm_segment_take(nm_heap_t *h, nm_segment_t *s, unsigned at, un
   memset(pg, 0, sizeof *pg);
   pg->zeroed = (reused == 0);
   pg->slice_count = (uint8_t)n;
+  s->page_of[at] = pg;
   for (unsigned i = 1; i < n; i++) {
     s->slices[at + i].slice_count = 0;
-    s->slices[at + i].slice_back = (uint16_t)(i * sizeof(nm_page_t));
+    s->page_of[at + i] = pg;
   }
   pg->start = (uint8_t *)s + ((size_t)at << NM_SLICE_SHIFT);
   return pg;
@@ -280,7 +282,7 @@ bool nm_segment_page_grow(nm_heap_t *h, nm_page_t *pg, unsigned n) {
   if (h->page_bytes > h->stats.page_bytes_peak) h->stats.page_bytes_peak = h->page_bytes;
   for (unsigned i = have; i < n; i++) {
     s->slices[at + i].slice_count = 0;
-    s->slices[at + i].slice_back = (uint16_t)(i * sizeof(nm_page_t));
+    s->page_of[at + i] = pg;
   }
   pg->slice_count = (uint8_t)n;
   return true;

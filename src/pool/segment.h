@@ -9,14 +9,10 @@
 #include "nm_types.h"
 #include "pool/segmap.h"
 
-/* Page of any interior pointer of a segment of ours. */
+/* Page of any interior pointer of a segment of ours: one load. */
 static inline nm_page_t *nm_segment_page_of(const void *p) {
-  uintptr_t seg = (uintptr_t)p & ~(uintptr_t)NM_SEG_MASK;
-  /* The slice's descriptor offset within slices[] (slices are 64 KiB, descriptors 128 B). */
-  uintptr_t at = ((uintptr_t)p >> (NM_SLICE_SHIFT - 7)) & ((NM_SEG_SLICES - 1) << 7);
-  _Static_assert(sizeof(nm_page_t) == 128, "descriptor offset is a shift");
-  uint16_t back = *(const uint16_t *)(seg + offsetof(nm_segment_t, slices) + at + offsetof(nm_page_t, slice_back));
-  return (nm_page_t *)(seg + offsetof(nm_segment_t, slices) + (at - back));   /* pre-scaled: no multiply */
+  const nm_segment_t *seg = (const nm_segment_t *)((uintptr_t)p & ~(uintptr_t)NM_SEG_MASK);
+  return seg->page_of[((uintptr_t)p >> NM_SLICE_SHIFT) & (NM_SEG_SLICES - 1)];
 }
 
 static inline nm_segment_t *nm_segment_of(const void *p) {

@@ -481,3 +481,116 @@ Test(pool, large_realloc_shrinks_in_place) {
   nm_free(t);
   nm_free(r);
 }
+
+/* malloc finds pages up to NM_DIRECT_MAX through the heap's direct slots: slot i must be
+ * current[] of the class serving (i * 16) at every moment (a stale slot hands out blocks
+ * of the wrong size), and the empty page where the fast path must not serve. */
+static void check_direct_slots(const char *when) {
+  nm_heap_t *h = nm_tls_heap;
+  for (unsigned i = 0; i < NM_DIRECT_SLOTS; i++) {
+    unsigned c = nm_fast_class_of[i];
+    nm_page_t *want = c < NM_CLASS_BUMP ? h->current[c] : &nm_page_empty;
+    cr_assert_eq(h->direct[i], want, "%s: direct slot %u (class %u) is %p, current page %p", when, i, c,
+                 (void *)h->direct[i], (void *)want);
+  }
+}
+
+/* Fills three pages of each size's class, checking the slots as pages change; then frees
+ * everything and trims (current pages dropped), and checks again. Every block has the
+ * size asked for. */
+static void exercise_direct_slots(void) {
+  static const size_t sizes[] = { 0, 1, 15, 16, 17, 48, 64, 100, 255, 256, 257, 500, 512, 513, 777, 1000, 1023, 1024 };
+  enum { MAX_BLOCKS = 20000 };
+  void **held = calloc(MAX_BLOCKS * (sizeof sizes / sizeof sizes[0]), sizeof *held);
+  cr_assert_not_null(held);
+  size_t count = 0;
+  check_direct_slots("fresh heap");
+  for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+    size_t n = sizes[k];
+    nm_page_t *last = NULL;
+    unsigned pages = 0;
+    for (unsigned j = 0; j < MAX_BLOCKS && pages < 3; j++) {
+      uint8_t *p = nm_alloc_fast(n);
+      if (p == NULL) p = nm_malloc(n);
+      cr_assert_not_null(p);
+      cr_assert_geq(nm_usable_size(p), n, "malloc(%zu) gave a block of %zu", n, nm_usable_size(p));
+      memset(p, 0x5a, n);
+      held[count++] = p;
+      if (!nm_segmap_contains(p)) break;   /* a backend without pages */
+      nm_page_t *pg = nm_segment_page_of(p);
+      if (pg != last) {
+        pages++;
+        last = pg;
+        check_direct_slots("after a page change");
+      }
+    }
+  }
+  check_direct_slots("with every page full");
+  for (size_t i = 0; i < count; i++) nm_free(held[i]);
+  check_direct_slots("after freeing");
+  nm_heap_trim(nm_tls_heap);
+  check_direct_slots("after a trim");
+  for (unsigned i = 0; i < NM_DIRECT_SLOTS; i++)
+    cr_assert_eq(nm_tls_heap->direct[i], &nm_page_empty, "slot %u kept a page the trim gave back", i);
+  free(held);
+}
+
+Test(pool, direct_slots_follow_current_pages) {
+  cr_assert_eq(nm_runtime_init(NULL), 0);
+  exercise_direct_slots();
+}
+
+/* The same with a route that sends part of the direct range to bump and to the system:
+ * their slots stay empty, and the fast path still serves bump sizes from the region. */
+Test(pool, direct_slots_with_bump_and_system_ranges) {
+  nm_route_t r;
+  nm_route_defaults(&r);
+  r.opt.range_count = 3;
+  r.opt.ranges[0] = (nm_route_range_t){ 0, 256, NM_BACKEND_POOL };
+  r.opt.ranges[1] = (nm_route_range_t){ 257, 700, NM_BACKEND_BUMP };
+  r.opt.ranges[2] = (nm_route_range_t){ 701, SIZE_MAX, NM_BACKEND_SYSTEM };
+  cr_assert_eq(nm_runtime_init(&r), 0);
+  cr_assert_eq(nm_router_backend(300), NM_BACKEND_BUMP);
+  cr_assert_eq(nm_router_backend(1000), NM_BACKEND_SYSTEM);
+  void *warm = nm_malloc(300);   /* the heap and its bump region */
+  cr_assert_not_null(warm);
+  void *b = nm_alloc_fast(400);
+  cr_assert_not_null(b, "a bump size missed the fast path with a region that has room");
+  cr_assert_eq(nm_segment_page_of(b)->class_idx, NM_CLASS_BUMP);
+  nm_free(b);
+  nm_free(warm);
+  exercise_direct_slots();
+}
+
+/* A checked route (junk) sends every request to the slow path: no slot may serve. */
+Test(pool, direct_slots_empty_when_checked) {
+  nm_route_t r;
+  nm_route_defaults(&r);
+  r.opt.junk = true;
+  cr_assert_eq(nm_runtime_init(&r), 0);
+  void *p = nm_malloc(64);
+  cr_assert_not_null(p);
+  for (unsigned i = 0; i < NM_DIRECT_SLOTS; i++)
+    cr_assert_eq(nm_tls_heap->direct[i], &nm_page_empty, "slot %u serves a checked route", i);
+  cr_assert_null(nm_alloc_fast(64), "the fast path served a checked route");
+  nm_free(p);
+}
+
+/* Every slice of a multi-slice page leads to its descriptor, and a run given back by a
+ * shrink still does (a late free there fails the block check, not a wild read). */
+Test(pool, slices_lead_to_their_page) {
+  cr_assert_eq(nm_runtime_init(NULL), 0);
+  size_t n = 12 * NM_SLICE_SIZE - 100;
+  uint8_t *p = nm_malloc(n);
+  cr_assert_not_null(p);
+  nm_page_t *pg = nm_segment_page_of(p);
+  cr_assert_eq(pg->slice_count, 12);
+  for (unsigned k = 0; k < 12; k++) {
+    cr_assert_eq(nm_segment_page_of(p + (size_t)k * NM_SLICE_SIZE), pg, "slice %u", k);
+    cr_assert_eq(nm_segment_page_of(p + (size_t)k * NM_SLICE_SIZE + NM_SLICE_SIZE - 1), pg, "end of slice %u", k);
+  }
+  cr_assert_eq(nm_realloc(p, 4 * NM_SLICE_SIZE - 100), p);
+  for (unsigned k = 4; k < 12; k++)
+    cr_assert_eq(nm_segment_page_of(p + (size_t)k * NM_SLICE_SIZE), pg, "freed tail slice %u", k);
+  nm_free(p);
+}
