@@ -91,7 +91,7 @@ struct nm_page_s {
                                    +1 while the page is its class's current page */
   uint8_t class_idx;
   uint8_t slice_count;          /* slices spanned; 0 on a free slice */
-  uint16_t spare;
+  uint16_t moved_out;           /* its memory moved to another page (realloc): its slices are not dirty */
   uint64_t allocs;              /* blocks handed out since the page was made (statistics) */
   /* The owner heap's address | NM_PAGE_* flags: free's one compare with the calling
    * thread's heap says both "ours" and "no flag". Heaps are 64-aligned. */
@@ -127,6 +127,7 @@ struct nm_segment_s {
    * pressure: then a segment is mapped a few slices at a time, and its free slices are
    * unmapped; a slice neither free nor mapped was taken by another mapping ("lost"). */
   uint64_t mapped_mask;
+  uint64_t moves;               /* pages realloc moved out of it (each may split its mapping) */
   /* Each slice's page (its first slice's descriptor); a free slice's own descriptor until
    * a page takes it. Freeing a page leaves its slices leading to its descriptor, whose
    * owner word is then 0, so a late free into them is no thread's. */

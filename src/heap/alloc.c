@@ -327,6 +327,17 @@ size_t nm_usable_size(const void *p) {
   return nm_system_usable_size((void *)p);
 }
 
+/* A large block of h moving to the large page q: its pages are moved, not copied (no
+ * second copy resident while the old one waits to be purged). */
+static bool nm_realloc_move(nm_heap_t *h, void *p, void *q) {
+  if (!nm_segment_holds(p) || !nm_segment_holds(q)) return false;
+  nm_page_t *from = nm_segment_page_of(p), *to = nm_segment_page_of(q);
+  if (from->class_idx != NM_CLASS_LARGE || to->class_idx != NM_CLASS_LARGE || from->heap != h || to->heap != h ||
+      p != from->start || q != to->start || ((nm_page_flags(from) | nm_page_flags(to)) & NM_PAGE_FLAGS))
+    return false;
+  return nm_heap_page_move(h, from, to);
+}
+
 void *nm_realloc(void *p, size_t n) {
   if (p == NULL) return nm_malloc(n);
   if (n == 0) {                 /* glibc: free and return NULL */
@@ -386,6 +397,7 @@ void *nm_realloc(void *p, size_t n) {
     q = nm_malloc(n);
   }
   if (q == NULL) return nm_fail(ENOMEM);   /* p untouched */
+  if (to == NM_BACKEND_LARGE && n > old && nm_realloc_move(h, p, q)) return q;
   memcpy(q, p, old < n ? old : n);
   nm_free(p);
   return q;

@@ -239,6 +239,17 @@ bool nm_heap_page_grow(nm_heap_t *h, nm_page_t *pg, unsigned slices) {
   return grown;
 }
 
+bool nm_heap_page_move(nm_heap_t *h, nm_page_t *from, nm_page_t *to) {
+  nm_lock(&h->seg_lock);
+  bool moved = nm_segment_page_move(h, from, to);
+  nm_unlock(&h->seg_lock);
+  if (!moved) return false;
+  /* Its one block is gone (the free fast path would write into the fresh page). */
+  from->used = 0;
+  nm_heap_page_retire(h, from);
+  return true;
+}
+
 void nm_heap_page_shrink(nm_heap_t *h, nm_page_t *pg, unsigned slices) {
   nm_lock(&h->seg_lock);
   nm_segment_page_shrink(h, pg, slices);

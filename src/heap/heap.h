@@ -30,6 +30,9 @@ void nm_heap_sweep_maybe(nm_heap_t *self);
 void nm_heap_trim_others(nm_heap_t *self);
 /* Grow a large page in place over the free slices after it (realloc). */
 bool nm_heap_page_grow(nm_heap_t *h, nm_page_t *pg, unsigned slices);
+/* Move large page from's memory onto large page to (realloc), then retire from: no copy,
+ * and from's slices are not left dirty. false: nothing happened (copy instead). */
+bool nm_heap_page_move(nm_heap_t *h, nm_page_t *from, nm_page_t *to);
 /* Shrink pg to its first `slices` slices; the rest go back to the segment. */
 void nm_heap_page_shrink(nm_heap_t *h, nm_page_t *pg, unsigned slices);
 /* A page of `slices` slices for h. When the OS refuses a new segment (RLIMIT_AS), the

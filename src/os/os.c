@@ -111,6 +111,16 @@ void *nm_os_map_at(void *at, size_t size) {
   return at;
 }
 
+bool nm_os_move(void *from, size_t size, void *to) {
+#ifdef NM_OS_TSAN
+  (void)from, (void)size, (void)to;   /* TSan would not know the bytes moved: copy instead */
+  return false;
+#else
+  long r = syscall(SYS_mremap, from, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+  return r != -1 && (void *)r == to;
+#endif
+}
+
 void nm_os_purge(void *p, size_t size) {
   syscall(SYS_madvise, p, size, MADV_DONTNEED);
 }

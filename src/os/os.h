@@ -16,6 +16,10 @@ void nm_os_unmap(void *p, size_t size);
 void *nm_os_map_at(void *at, size_t size);
 /* The errno of this thread's last failed mmap since the last call (0: none); clears it. */
 int nm_os_map_error(void);
+/* Move the size bytes of pages at `from` onto `to` (both page-aligned and mapped) by moving
+ * page-table entries, without a copy: what `to` held is dropped, `from` is left unmapped.
+ * false if the kernel refuses (nothing changed then). */
+bool nm_os_move(void *from, size_t size, void *to);
 /* Give the pages back to the kernel; their content reads as zero afterwards. */
 void nm_os_purge(void *p, size_t size);
 /* Is the page holding p mapped? (mincore: one syscall, no fault.) */

@@ -23,6 +23,12 @@ bool nm_segment_pressure(void) {
   return until != 0 && nm_os_now_ms() < until;
 }
 
+/* Each move splits the kernel's mappings (a moved range never merges back with its
+ * neighbours), and a process may have only so many (vm.max_map_count, 65530 by default):
+ * moves stop at this many in live segments, and realloc copies instead. */
+#define NM_MOVES_MAX 4096u
+static _Atomic size_t nm_segment_moves;
+
 static void nm_segment_link(nm_heap_t *h, nm_segment_t *s, uint64_t mapped) {
   /* Fresh anonymous memory is zero: only the fields that are not zero are written. */
   s->heap = h;
@@ -146,6 +152,7 @@ static void nm_segment_destroy(nm_heap_t *h, nm_segment_t *s) {
   h->segment_count--;
   h->mapped_bytes -= (size_t)__builtin_popcountll(s->mapped_mask) << NM_SLICE_SHIFT;
   h->stats.segments_unmapped++;
+  if (s->moves) atomic_fetch_sub_explicit(&nm_segment_moves, s->moves, memory_order_relaxed);
   nm_segmap_clear(s);
   atomic_thread_fence(memory_order_seq_cst);
   if (atomic_load_explicit(&nm_segment_readers, memory_order_relaxed) != 0) {
@@ -304,6 +311,28 @@ void nm_segment_page_shrink(nm_heap_t *h, nm_page_t *pg, unsigned n) {
   h->seg_hint = s;
 }
 
+bool nm_segment_page_move(nm_heap_t *h, nm_page_t *from, nm_page_t *to) {
+  nm_segment_t *s = nm_segment_of(from);
+  unsigned n = from->slice_count;
+  uint64_t run = nm_run_mask((unsigned)(from - s->slices), n);
+  size_t len = (size_t)n << NM_SLICE_SHIFT;
+  if (n > to->slice_count || (s->mapped_mask & run) != run) return false;
+  if (atomic_load_explicit(&nm_segment_moves, memory_order_relaxed) >= NM_MOVES_MAX) return false;
+  /* Off the map before the hole opens: a mapping of another allocator that lands in it is
+   * not ours (nm_segment_holds), as when a purge unmaps slices. */
+  __atomic_store_n(&s->mapped_mask, s->mapped_mask & ~run, __ATOMIC_RELEASE);
+  if (!nm_os_move(from->start, len, to->start)) {
+    __atomic_store_n(&s->mapped_mask, s->mapped_mask | run, __ATOMIC_RELEASE);
+    return false;
+  }
+  if (nm_os_map_at(from->start, len) != NULL) __atomic_store_n(&s->mapped_mask, s->mapped_mask | run, __ATOMIC_RELEASE);
+  else h->mapped_bytes -= len;   /* free and unmapped: mapped again when a page needs them */
+  from->moved_out = 1;
+  s->moves++;
+  atomic_fetch_add_explicit(&nm_segment_moves, 1, memory_order_relaxed);
+  return true;
+}
+
 void nm_segment_page_free(nm_heap_t *h, nm_page_t *pg) {
   nm_segment_t *s = nm_segment_of(pg);
   unsigned at = (unsigned)(pg - s->slices);
@@ -314,8 +343,10 @@ void nm_segment_page_free(nm_heap_t *h, nm_page_t *pg) {
   /* No thread's fast path may take it for its own any more: a free into it is a misuse. */
   atomic_store_explicit(&pg->owner, 0, memory_order_relaxed);
   s->free_mask |= run << at;
-  s->dirty_mask |= run << at;
-  h->dirty_bytes += (size_t)n << NM_SLICE_SHIFT;
+  if (!pg->moved_out) {   /* moved-out slices are fresh or unmapped: nothing to purge */
+    s->dirty_mask |= run << at;
+    h->dirty_bytes += (size_t)n << NM_SLICE_SHIFT;
+  }
   h->page_bytes -= (size_t)n << NM_SLICE_SHIFT;
   h->seg_hint = s;
 }

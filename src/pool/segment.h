@@ -41,6 +41,11 @@ nm_page_t *nm_segment_page_alloc(nm_heap_t *h, unsigned slices);
 bool nm_segment_page_grow(nm_heap_t *h, nm_page_t *pg, unsigned n);
 /* Give the slices of pg beyond its first n back to its segment (dirty, as freed ones). */
 void nm_segment_page_shrink(nm_heap_t *h, nm_page_t *pg, unsigned n);
+/* Move the memory of large page `from` onto the start of `to` (as many slices or more)
+ * without a copy. `from`'s slices get fresh zero pages, or stay unmapped when the address
+ * space is short or another mapping took them meanwhile; either way they are not dirty
+ * once `from` is freed. false: nothing moved (copy instead). */
+bool nm_segment_page_move(nm_heap_t *h, nm_page_t *from, nm_page_t *to);
 /* Return an empty page's slices to its segment; they stay resident until nm_segment_purge. */
 void nm_segment_page_free(nm_heap_t *h, nm_page_t *pg);
 /* Give h's freed slices back to the OS and unmap wholly free segments, keeping `keep`.

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "heap/alloc.h"
 #include "heap/introspect.h"
@@ -593,4 +594,47 @@ Test(pool, slices_lead_to_their_page) {
   for (unsigned k = 4; k < 12; k++)
     cr_assert_eq(nm_segment_page_of(p + (size_t)k * NM_SLICE_SIZE), pg, "freed tail slice %u", k);
   nm_free(p);
+}
+
+/* Slices of p's range resident now (mincore). */
+static size_t resident_pages(const void *p, size_t len) {
+  size_t page = 4096, n = (len + page - 1) / page, count = 0;
+  unsigned char *vec = malloc(n);
+  cr_assert_not_null(vec);
+  cr_assert_eq(mincore((void *)p, len, vec), 0, "mincore: %s", strerror(errno));
+  for (size_t i = 0; i < n; i++) count += vec[i] & 1;
+  free(vec);
+  return count;
+}
+
+/* A large block that realloc must move (the slices after it are taken) moves its pages
+ * instead of copying them: contents intact, and the old range is neither resident nor
+ * counted dirty; a new page there reads zero (calloc skips its memset on such slices). */
+Test(pool, large_realloc_moves_pages) {
+#if defined(__SANITIZE_THREAD__)
+  cr_skip_test("ThreadSanitizer builds copy (it would not know the pages moved)");
+#endif
+  cr_assert_eq(nm_runtime_init(NULL), 0);
+  size_t n = 6 * NM_SLICE_SIZE - 100;
+  uint8_t *p = nm_malloc(n);
+  cr_assert_not_null(p);
+  uint8_t *wall = nm_malloc(n);   /* right after p: p cannot grow in place */
+  cr_assert_eq(wall, p + 6 * NM_SLICE_SIZE);
+  fill(p, n, 11);
+  nm_totals_t t0 = totals();
+  uint8_t *q = nm_realloc(p, 2 * n);
+  cr_assert_not_null(q);
+  cr_assert_neq(q, p);
+  cr_assert_eq(verify(q, n, 11), n, "contents lost in the move");
+  nm_totals_t t1 = totals();
+  cr_assert_eq(t1.dirty, t0.dirty, "the moved-out slices count as dirty (%zu -> %zu)", t0.dirty, t1.dirty);
+  cr_assert_eq(resident_pages(p, 6 * NM_SLICE_SIZE), 0u, "the old range is still resident");
+  uint8_t *z = nm_calloc(1, n);
+  cr_assert_eq(z, p, "the freed range was not reused first-fit");
+  cr_assert_eq(all_bytes(z, n, 0), n, "a page on moved-out slices is not zero");
+  fill(z, n, 12);
+  cr_assert_eq(verify(q, n, 11), n, "writing the old range changed the moved block");
+  nm_free(z);
+  nm_free(q);
+  nm_free(wall);
 }
