@@ -155,7 +155,7 @@ static void *nm_alloc_routed(size_t n) {
 }
 
 /* fill=on: new blocks (not calloc's) hold NM_FILL_BYTE, so reads of uninitialised memory
- * show up. Only the slow path runs when fill is on (nm_fast_class_of). */
+ * show up. Only the slow path runs when fill is on (nm_fast_max, the direct slots). */
 static NM_COLD void nm_fill_new(void *p) {
   memset(p, NM_FILL_BYTE, nm_debug_fill_len(nm_usable_size(p)));
 }

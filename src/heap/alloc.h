@@ -17,17 +17,19 @@
 
 /* Same-thread pool hit, or bump region with room: no lock, no atomic. NULL means "take
  * the slow path". Up to NM_DIRECT_MAX the page is one load away (the heap's direct slots);
- * above, the class table says which. The bump check runs only after a pool miss (bump
+ * above, the class table says which (up to nm_fast_max: 0 when every request must take the
+ * slow path). The bump check runs only after a pool miss (bump
  * sizes have an empty current page), so pool hits pay nothing for it. */
 static inline void *nm_alloc_fast(size_t n) {
   nm_heap_t *h = nm_tls_heap;
   nm_page_t *pg;
   if (NM_LIKELY(n <= NM_DIRECT_MAX)) pg = h->direct[(n + NM_ALIGN - 1) / NM_ALIGN];
-  else if (NM_LIKELY(n <= NM_POOL_LIMIT)) pg = h->current[nm_router_fast_lookup(n)];
+  else if (NM_LIKELY(n <= __atomic_load_n(&nm_fast_max, __ATOMIC_RELAXED))) pg = h->current[nm_router_lookup(n)];
   else return NULL;
   nm_block_t *b = pg->free;
   if (NM_LIKELY(b != NULL)) return nm_page_pop(pg, b);
-  if (nm_router_fast_lookup(n) == NM_CLASS_BUMP) return nm_bump_alloc_fast(h, n);
+  if (n <= __atomic_load_n(&nm_fast_max, __ATOMIC_RELAXED) && nm_router_lookup(n) == NM_CLASS_BUMP)
+    return nm_bump_alloc_fast(h, n);
   return NULL;
 }
 

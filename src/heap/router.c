@@ -15,7 +15,7 @@ void nm_route_defaults(nm_route_t *route) {
 nm_route_t nm_route;
 nm_sizeclass_layout_t nm_classes;
 uint8_t nm_class_of[NM_CLASS_LOOKUP];
-uint8_t nm_fast_class_of[NM_CLASS_LOOKUP];
+size_t nm_fast_max;
 uint8_t nm_direct_first[NM_CLASS_MAX], nm_direct_end[NM_CLASS_MAX];
 _Static_assert(NM_DIRECT_SLOTS <= UINT8_MAX, "direct slot numbers fit a byte");
 
@@ -101,17 +101,16 @@ int nm_router_init(const nm_route_t *route) {
     default: c = NM_CLASS_NONE; break;
     }
     __atomic_store_n(&nm_class_of[i], c, __ATOMIC_RELAXED);
-    __atomic_store_n(&nm_fast_class_of[i], nm_route_checked(&r) ? (uint8_t)NM_CLASS_NONE : c,
-                     __ATOMIC_RELAXED);
   }
   memset(nm_direct_first, 0, sizeof nm_direct_first);
   memset(nm_direct_end, 0, sizeof nm_direct_end);
-  for (unsigned i = NM_DIRECT_SLOTS; i-- > 0;) {   /* classes grow with i: the first slot wins */
-    unsigned c = nm_fast_class_of[i];
+  for (unsigned i = NM_DIRECT_SLOTS; i-- > 0 && !nm_route_checked(&r);) {   /* the first slot wins */
+    unsigned c = nm_class_of[i];
     if (c >= NM_CLASS_BUMP) continue;
     if (nm_direct_end[c] == 0) nm_direct_end[c] = (uint8_t)(i + 1);
     nm_direct_first[c] = (uint8_t)i;
   }
+  __atomic_store_n(&nm_fast_max, nm_route_checked(&r) ? 0 : NM_POOL_LIMIT, __ATOMIC_RELAXED);
   nm_page_new_flags = nm_route_checked(&r) ? NM_PAGE_DEBUG : 0;
   return 0;
 }

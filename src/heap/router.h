@@ -39,9 +39,10 @@ extern nm_sizeclass_layout_t nm_classes;
 /* (size + 15) / 16 -> class, NM_CLASS_LARGE, NM_CLASS_BUMP or NM_CLASS_NONE (system). */
 extern uint8_t nm_class_of[NM_CLASS_LOOKUP];
 
-/* The fast path's copy: the same as nm_class_of, or all NM_CLASS_NONE when
- * nm_route_checked(), so every allocation takes the slow path. */
-extern uint8_t nm_fast_class_of[NM_CLASS_LOOKUP];
+/* The largest request the fast path looks up in nm_class_of (above NM_DIRECT_MAX, where the
+ * direct slots end): NM_POOL_LIMIT, or 0 when nm_route_checked(), so every allocation
+ * takes the slow path (the direct slots are all empty then too). */
+extern size_t nm_fast_max;
 
 /* The direct slots (nm_heap_t.direct) of each pool class: [first, end), empty for a class
  * that serves no request up to NM_DIRECT_MAX on the fast path. */
@@ -50,10 +51,6 @@ extern uint8_t nm_direct_first[NM_CLASS_MAX], nm_direct_end[NM_CLASS_MAX];
 /* n <= NM_POOL_LIMIT. */
 static inline unsigned nm_router_lookup(size_t n) {
   return __atomic_load_n(&nm_class_of[(n + NM_ALIGN - 1) / NM_ALIGN], __ATOMIC_RELAXED);
-}
-
-static inline unsigned nm_router_fast_lookup(size_t n) {
-  return __atomic_load_n(&nm_fast_class_of[(n + NM_ALIGN - 1) / NM_ALIGN], __ATOMIC_RELAXED);
 }
 
 /* Build the tables; returns 0, or -1 (tables untouched) if the route is invalid. */
