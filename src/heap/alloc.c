@@ -57,6 +57,12 @@ static inline nm_heap_t *nm_heap_ready(void) {
   return nm_heap_acquire();
 }
 
+NM_NOINLINE void *nm_page_extend_pop(size_t n, nm_page_t *pg) {
+  (void)n;
+  nm_page_extend(pg);
+  return nm_page_pop(pg, pg->free);
+}
+
 static void *nm_pool_alloc(nm_heap_t *h, unsigned cls) {
   nm_page_t *pg = h->current[cls];
   nm_block_t *b = pg->free;

@@ -15,11 +15,17 @@
 #include "pool/segment.h"
 #include "pool/segmap.h"
 
+/* The current page's free list is empty but the page is not carved out: carve the next
+ * part and pop its first block. Out of line, so it costs malloc's hit path nothing; n (the
+ * request, unused) comes first so the caller's n stays where it is, in the first argument
+ * register, and the hit path needs no move to keep it. */
+__attribute__((returns_nonnull)) void *nm_page_extend_pop(size_t n, nm_page_t *pg);
+
 /* Same-thread pool hit, or bump region with room: no lock, no atomic. NULL means "take
  * the slow path". Up to NM_DIRECT_MAX the page is one load away (the heap's direct slots);
  * above, the class table says which (up to nm_fast_max: 0 when every request must take the
  * slow path). The bump check runs only after a pool miss (bump
- * sizes have an empty current page), so pool hits pay nothing for it. */
+ * sizes find nm_page_to_bump, which has no free block), so pool hits pay nothing for it. */
 static inline void *nm_alloc_fast(size_t n) {
   nm_heap_t *h = nm_tls_heap;
   nm_page_t *pg;
@@ -28,8 +34,8 @@ static inline void *nm_alloc_fast(size_t n) {
   else return NULL;
   nm_block_t *b = pg->free;
   if (NM_LIKELY(b != NULL)) return nm_page_pop(pg, b);
-  if (n <= __atomic_load_n(&nm_fast_max, __ATOMIC_RELAXED) && nm_router_lookup(n) == NM_CLASS_BUMP)
-    return nm_bump_alloc_fast(h, n);
+  if (pg == &nm_page_to_bump) return nm_bump_alloc_fast(h, n);
+  if (NM_UNLIKELY(pg->capacity < pg->reserved)) return nm_page_extend_pop(n, pg);   /* carve on: no slow path */
   return NULL;
 }
 

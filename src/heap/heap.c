@@ -15,6 +15,7 @@
 #define NM_EMPTY_DIRECT { [0 ... NM_DIRECT_SLOTS - 1] = &nm_page_empty }
 
 __thread nm_heap_t *nm_tls_heap __attribute__((tls_model("initial-exec"))) = &nm_heap_empty;
+nm_page_t nm_page_to_bump;
 nm_heap_t nm_heap_empty = { .direct = NM_EMPTY_DIRECT, .current = NM_EMPTY_PAGES, .state = NM_HEAP_EMPTY };
 nm_heap_t nm_heap_dead = { .direct = NM_EMPTY_DIRECT, .current = NM_EMPTY_PAGES, .state = NM_HEAP_DEAD };
 
@@ -85,8 +86,11 @@ static nm_heap_t *nm_heap_new_locked(void) {
   }
   nm_heap_t *h = (nm_heap_t *)nm_meta_next;
   nm_meta_next += size;
+  bool fast = __atomic_load_n(&nm_fast_max, __ATOMIC_RELAXED) != 0;
   for (unsigned i = 0; i < NM_CLASS_MAX; i++) h->current[i] = &nm_page_empty;
-  for (unsigned i = 0; i < NM_DIRECT_SLOTS; i++) h->direct[i] = &nm_page_empty;
+  h->current[NM_CLASS_BUMP] = &nm_page_to_bump;
+  for (unsigned i = 0; i < NM_DIRECT_SLOTS; i++)
+    h->direct[i] = fast && nm_router_lookup(i * NM_ALIGN) == NM_CLASS_BUMP ? &nm_page_to_bump : &nm_page_empty;
   h->next_all = nm_heaps_all;
   __atomic_store_n(&nm_heaps_all, h, __ATOMIC_RELEASE);   /* publish last: walked without the lock */
   return h;

@@ -11,6 +11,9 @@
 extern __thread nm_heap_t *nm_tls_heap __attribute__((tls_model("initial-exec")));
 extern nm_heap_t nm_heap_empty;
 extern nm_heap_t nm_heap_dead;
+/* The page of the sizes the bump backend serves (current[NM_CLASS_BUMP] and their direct
+ * slots): never has a free block; malloc's miss there carves from the bump region. */
+extern nm_page_t nm_page_to_bump;
 
 /* Process start: thread-exit key and fork handler. Idempotent; returns 0 or -1. */
 int nm_heap_process_init(void);

@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 
 #include "heap/alloc.h"
+#include "heap/heap.h"
 #include "heap/introspect.h"
 #include "heap/router.h"
 #include "heap/runtime.h"
@@ -490,7 +491,10 @@ static void check_direct_slots(const char *when) {
   nm_heap_t *h = nm_tls_heap;
   for (unsigned i = 0; i < NM_DIRECT_SLOTS; i++) {
     unsigned c = nm_class_of[i];
-    nm_page_t *want = c < NM_CLASS_BUMP && nm_fast_max != 0 ? h->current[c] : &nm_page_empty;
+    nm_page_t *want = nm_fast_max == 0     ? &nm_page_empty
+                      : c < NM_CLASS_BUMP  ? h->current[c]
+                      : c == NM_CLASS_BUMP ? &nm_page_to_bump
+                                           : &nm_page_empty;
     cr_assert_eq(h->direct[i], want, "%s: direct slot %u (class %u) is %p, current page %p", when, i, c,
                  (void *)h->direct[i], (void *)want);
   }
@@ -532,7 +536,8 @@ static void exercise_direct_slots(void) {
   nm_heap_trim(nm_tls_heap);
   check_direct_slots("after a trim");
   for (unsigned i = 0; i < NM_DIRECT_SLOTS; i++)
-    cr_assert_eq(nm_tls_heap->direct[i], &nm_page_empty, "slot %u kept a page the trim gave back", i);
+    cr_assert(nm_tls_heap->direct[i] == &nm_page_empty || nm_tls_heap->direct[i] == &nm_page_to_bump,
+              "slot %u kept a page the trim gave back", i);
   free(held);
 }
 
@@ -542,7 +547,8 @@ Test(pool, direct_slots_follow_current_pages) {
 }
 
 /* The same with a route that sends part of the direct range to bump and to the system:
- * their slots stay empty, and the fast path still serves bump sizes from the region. */
+ * the bump sizes' slots lead to the bump region (the fast path serves them from it), the
+ * system's stay empty. */
 Test(pool, direct_slots_with_bump_and_system_ranges) {
   nm_route_t r;
   nm_route_defaults(&r);
@@ -637,4 +643,32 @@ Test(pool, large_realloc_moves_pages) {
   nm_free(z);
   nm_free(q);
   nm_free(wall);
+}
+
+/* When the current page's free list runs dry but the page is not carved out, the fast path
+ * carves on itself (no slow path): the next block comes from the same page. */
+Test(pool, fast_path_carves_the_current_page) {
+  cr_assert_eq(nm_runtime_init(NULL), 0);
+  size_t n = 208;
+  void *first = nm_malloc(n);
+  cr_assert_not_null(first);
+  nm_page_t *pg = nm_segment_page_of(first);
+  cr_assert_lt(pg->capacity, pg->reserved, "a fresh page of %zu-byte blocks is carved out at once", n);
+  unsigned carves = 0;
+  void *held[4096];
+  size_t count = 0;
+  while (pg->capacity < pg->reserved && count < 4096) {
+    while (pg->free != NULL) held[count++] = nm_alloc_fast(n);
+    uint32_t before = pg->capacity;
+    void *b = nm_alloc_fast(n);
+    cr_assert_not_null(b, "the fast path declined a page with %u of %u blocks carved", before, pg->reserved);
+    cr_assert_eq(nm_segment_page_of(b), pg, "the carved block is not from the current page");
+    cr_assert_gt(pg->capacity, before);
+    held[count++] = b;
+    carves++;
+  }
+  cr_assert_geq(carves, 2u);
+  cr_assert_eq(pg->capacity, pg->reserved);
+  for (size_t i = 0; i < count; i++) nm_free(held[i]);
+  nm_free(first);
 }
