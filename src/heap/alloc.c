@@ -52,7 +52,7 @@ found:
 static inline nm_heap_t *nm_heap_ready(void) {
   nm_heap_t *h = nm_tls_heap;
   if (NM_LIKELY(h->state == NM_HEAP_ACTIVE)) return h;
-  if (h->state == NM_HEAP_DEAD) return NULL;
+  if (nm_tls_heap_gone) return NULL;
   nm_runtime_init(NULL);
   return nm_heap_acquire();
 }

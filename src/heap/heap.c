@@ -15,9 +15,9 @@
 #define NM_EMPTY_DIRECT { [0 ... NM_DIRECT_SLOTS - 1] = &nm_page_empty }
 
 __thread nm_heap_t *nm_tls_heap __attribute__((tls_model("initial-exec"))) = &nm_heap_empty;
+__thread bool nm_tls_heap_gone __attribute__((tls_model("initial-exec")));
 nm_page_t nm_page_to_bump;
 nm_heap_t nm_heap_empty = { .direct = NM_EMPTY_DIRECT, .current = NM_EMPTY_PAGES, .state = NM_HEAP_EMPTY };
-nm_heap_t nm_heap_dead = { .direct = NM_EMPTY_DIRECT, .current = NM_EMPTY_PAGES, .state = NM_HEAP_DEAD };
 
 /* Global section: the registry of heaps, the orphan list and the metadata arena. Each
  * update is a single publishing store, so a child of fork can reset the lock and go on. */
@@ -284,7 +284,8 @@ void nm_heap_release(nm_heap_t *h) {
     nm_heap_purge(h, 1, NM_PURGE_ORPHAN);
   }
   h->orphaned_ms = nm_os_now_ms();
-  nm_tls_heap = &nm_heap_dead;
+  nm_tls_heap_gone = true;
+  nm_tls_heap = &nm_heap_empty;
   nm_lock(&nm_heaps_lock);
   nm_heap_set_state(h, NM_HEAP_ORPHAN);
   h->next_orphan = nm_heaps_orphan;

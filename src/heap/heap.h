@@ -6,11 +6,12 @@
 #include "heap/router.h"
 #include "nm_types.h"
 
-/* The calling thread's heap: &nm_heap_empty before its first allocation, &nm_heap_dead
- * after it exited (later requests of that thread go to the system backend). */
+/* The calling thread's heap: &nm_heap_empty before its first allocation and after its
+ * thread left it (nm_tls_heap_gone says which: such a thread's requests go to the system
+ * backend). The empty heap's pages never have a free block, so its fast paths all miss. */
 extern __thread nm_heap_t *nm_tls_heap __attribute__((tls_model("initial-exec")));
+extern __thread bool nm_tls_heap_gone __attribute__((tls_model("initial-exec")));
 extern nm_heap_t nm_heap_empty;
-extern nm_heap_t nm_heap_dead;
 /* The page of the sizes the bump backend serves (current[NM_CLASS_BUMP] and their direct
  * slots): never has a free block; malloc's miss there carves from the bump region. */
 extern nm_page_t nm_page_to_bump;
