@@ -25,9 +25,12 @@ bool nm_segment_pressure(void) {
 
 /* Each move splits the kernel's mappings (a moved range never merges back with its
  * neighbours), and a process may have only so many (vm.max_map_count, 65530 by default):
- * moves stop at this many in live segments, and realloc copies instead. */
-#define NM_MOVES_MAX 4096u
+ * moves stop at NM_MOVES_MAX in live segments, and realloc copies instead. */
 static _Atomic size_t nm_segment_moves;
+
+size_t nm_segment_moves_live(void) {
+  return atomic_load_explicit(&nm_segment_moves, memory_order_relaxed);
+}
 
 static void nm_segment_link(nm_heap_t *h, nm_segment_t *s, uint64_t mapped) {
   /* Fresh anonymous memory is zero: only the fields that are not zero are written. */

@@ -46,6 +46,10 @@ void nm_segment_page_shrink(nm_heap_t *h, nm_page_t *pg, unsigned n);
  * space is short or another mapping took them meanwhile; either way they are not dirty
  * once `from` is freed. false: nothing moved (copy instead). */
 bool nm_segment_page_move(nm_heap_t *h, nm_page_t *from, nm_page_t *to);
+/* Moves out of segments still mapped (each left a split in the kernel's mapping list),
+ * and the most there may be: beyond it nm_segment_page_move refuses. */
+size_t nm_segment_moves_live(void);
+#define NM_MOVES_MAX 4096u
 /* Return an empty page's slices to its segment; they stay resident until nm_segment_purge. */
 void nm_segment_page_free(nm_heap_t *h, nm_page_t *pg);
 /* Give h's freed slices back to the OS and unmap wholly free segments, keeping `keep`.

@@ -672,3 +672,40 @@ Test(pool, fast_path_carves_the_current_page) {
   for (size_t i = 0; i < count; i++) nm_free(held[i]);
   nm_free(first);
 }
+
+/* Moves stop at NM_MOVES_MAX in live segments (each splits a kernel mapping, and a process
+ * may have only so many): past it realloc copies, and a move is allowed again once the
+ * segments that took them are unmapped. */
+Test(pool, realloc_moves_stop_at_the_cap, .timeout = 60) {
+#if defined(__SANITIZE_THREAD__)
+  cr_skip_test("ThreadSanitizer builds copy (it would not know the pages moved)");
+#endif
+  cr_assert_eq(nm_runtime_init(NULL), 0);
+  size_t n = 2 * NM_SLICE_SIZE - 100;
+  void *anchor = nm_malloc(n);   /* keeps the segment (and its moves) alive between rounds */
+  cr_assert_not_null(anchor);
+  unsigned after_cap = 0;
+  for (unsigned i = 0; i < 3 * NM_MOVES_MAX && after_cap < 64; i++) {
+    uint8_t *p = nm_malloc(n);
+    uint8_t *wall = nm_malloc(n);   /* p cannot grow in place */
+    cr_assert(p != NULL && wall != NULL);
+    memset(p, (int)(i & 0xff), n);
+    bool full = nm_segment_moves_live() == NM_MOVES_MAX;
+    uint8_t *q = nm_realloc(p, 2 * n);
+    cr_assert_not_null(q);
+    cr_assert_eq(all_bytes(q, n, (uint8_t)(i & 0xff)), n, "round %u: contents lost", i);
+    cr_assert_leq(nm_segment_moves_live(), NM_MOVES_MAX, "round %u: past the cap", i);
+    if (full) {
+      after_cap++;
+      cr_assert_eq(nm_segment_moves_live(), NM_MOVES_MAX);
+      if (q != p) cr_assert_neq(resident_pages(p, 2 * NM_SLICE_SIZE), 0u, "round %u: moved past the cap", i);
+    }
+    nm_free(q);
+    nm_free(wall);
+  }
+  cr_assert_eq(after_cap, 64u, "the cap was never reached (%zu moves live)", nm_segment_moves_live());
+  /* Every block is gone: the trim unmaps the segments, and their moves no longer count. */
+  nm_free(anchor);
+  nm_heap_trim(nm_tls_heap);
+  cr_assert_lt(nm_segment_moves_live(), NM_MOVES_MAX, "unmapped segments still count (%zu)", nm_segment_moves_live());
+}
