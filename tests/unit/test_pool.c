@@ -4,7 +4,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 
 #include "heap/alloc.h"
 #include "heap/heap.h"
@@ -12,6 +14,7 @@
 #include "heap/router.h"
 #include "heap/runtime.h"
 #include "nm_types.h"
+#include "os/os.h"
 #include "pool/segment.h"
 #include "pool/segmap.h"
 
@@ -708,4 +711,67 @@ Test(pool, realloc_moves_stop_at_the_cap, .timeout = 60) {
   nm_free(anchor);
   nm_heap_trim(nm_tls_heap);
   cr_assert_lt(nm_segment_moves_live(), NM_MOVES_MAX, "unmapped segments still count (%zu)", nm_segment_moves_live());
+}
+
+/* Address space this process has mapped now (VmSize), in bytes. */
+static size_t vm_size(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  cr_assert_not_null(f);
+  char line[256];
+  size_t kb = 0;
+  while (fgets(line, sizeof line, f) != NULL)
+    if (sscanf(line, "VmSize: %zu kB", &kb) == 1) break;
+  fclose(f);
+  cr_assert_gt(kb, 0u);
+  return kb << 10;
+}
+
+/* When the old slices cannot get fresh pages back (the address space is at its limit), the
+ * move still completes: the contents are moved, the old slices stay unmapped (not mapped,
+ * not dirty, not ours to a free), and a later page maps them again once there is room. */
+Test(pool, realloc_move_leaves_slices_unmapped_at_the_limit) {
+#if defined(__SANITIZE_THREAD__)
+  cr_skip_test("ThreadSanitizer builds copy (it would not know the pages moved)");
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+  cr_skip_test("AddressSanitizer reserves terabytes of shadow: no address-space limit fits");
+#endif
+  cr_assert_eq(nm_runtime_init(NULL), 0);
+  size_t n = 6 * NM_SLICE_SIZE - 100;
+  uint8_t *p = nm_malloc(n);
+  uint8_t *wall = nm_malloc(n);
+  uint8_t *room = nm_malloc(3 * n);   /* a run the move can take without a new mapping */
+  cr_assert(p != NULL && wall != NULL && room != NULL);
+  nm_free(room);
+  fill(p, n, 21);
+  nm_totals_t t0 = totals();
+  struct rlimit old;
+  cr_assert_eq(getrlimit(RLIMIT_AS, &old), 0);
+  /* The move itself maps nothing (it drops the new page's own pages for the old ones); giving
+   * the old slices fresh pages back needs their size again, which a limit a page below
+   * what is mapped now refuses. */
+  struct rlimit tight = { vm_size() - 4096, old.rlim_max };
+  cr_assert_eq(setrlimit(RLIMIT_AS, &tight), 0);
+  uint8_t *q = nm_realloc(p, 2 * n);
+  cr_assert_eq(setrlimit(RLIMIT_AS, &old), 0);
+  cr_assert_not_null(q);
+  cr_assert_neq(q, p);
+  cr_assert_eq(verify(q, n, 21), n, "contents lost in the move");
+  nm_totals_t t1 = totals();
+  cr_assert(!nm_os_mapped(p), "the old range is mapped: the limit did not refuse its fresh pages");
+  cr_assert_eq(t0.mapped - t1.mapped, 6 * NM_SLICE_SIZE, "mapped bytes did not drop by the unmapped slices");
+  /* The new page took the freed run (dirty); the unmapped slices added nothing to dirty. */
+  size_t taken = (size_t)nm_segment_page_of(q)->slice_count << NM_SLICE_SHIFT;
+  cr_assert_eq(t0.dirty - t1.dirty, taken, "dirty went %zu -> %zu with %zu taken: unmapped slices count as dirty",
+               t0.dirty, t1.dirty, taken);
+  cr_assert(!nm_segment_holds(p), "a pointer into the unmapped slices is taken for ours");
+  /* With room again, the slices are mapped for the next page that needs them. */
+  uint8_t *r = nm_malloc(n);
+  cr_assert_eq(r, p, "the unmapped run was not mapped again for the next page");
+  fill(r, n, 22);
+  cr_assert_eq(verify(r, n, 22), n);
+  cr_assert_eq(verify(q, n, 21), n);
+  nm_free(r);
+  nm_free(q);
+  nm_free(wall);
 }
