@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "diag/budget.h"
+#include "heap/heap.h"
 #include "heap/router.h"
 #include "heap/stats.h"
 #include "os/os.h"
@@ -688,6 +689,9 @@ void nm_stats_install(void) {
     nm_os_write(2, b.data, b.len);
     return;
   }
+  /* The handler walks the heaps, and a signal handler cannot register the fork handlers
+   * the first walk after a second thread appears otherwise would. */
+  nm_heap_fork_handlers();
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = nm_stats_on_signal;

@@ -1,6 +1,7 @@
 #include "heap/heap.h"
 
 #include <pthread.h>
+#include <sys/single_threaded.h>
 #include <string.h>
 
 #include "bump/bump.h"
@@ -52,10 +53,45 @@ int nm_heap_process_init(void) {
   int expected = 0;
   if (!atomic_compare_exchange_strong(&nm_heap_inited, &expected, 1)) return 0;
   if (pthread_key_create(&nm_heap_key, nm_heap_thread_exit) != 0) return -1;
+  return 0;
+}
+
+/* The fork handlers matter only once a second thread may hold our locks or walk our heaps
+ * when another forks: they are registered then, by the first lock or walk after glibc's
+ * __libc_single_threaded goes false (it does before the new thread runs, and a lock is
+ * never held across that moment). A single-threaded program never registers them, and
+ * its process keeps glibc's atfork code out of memory (up to 128 KiB of libc text the
+ * kernel maps around it). A fork racing the registration waits on glibc's atfork lock,
+ * which the registration holds. 0: none, 1: registering (a malloc inside it must not
+ * start again), 2: registered. */
+static atomic_int nm_fork_state;
+
+void nm_heap_fork_handlers(void) {
+  int expected = 0;
+  if (!atomic_compare_exchange_strong(&nm_fork_state, &expected, 1)) return;
   /* The prepare handler waits for a sweep of other heaps to end, so the child never holds
    * a heap that a sweeper had locked (docs/design.md, "Fork"); nothing else needs it. */
   pthread_atfork(nm_heap_fork_prepare, nm_heap_fork_parent, nm_heap_after_fork_child);
-  return 0;
+  atomic_store(&nm_fork_state, 2);
+}
+
+bool nm_heap_fork_registered(void) {
+  return atomic_load(&nm_fork_state) == 2;
+}
+
+void nm_heap_fork_ready(void) {
+  if (atomic_load_explicit(&nm_fork_state, memory_order_relaxed) == 0 && !__libc_single_threaded)
+    nm_heap_fork_handlers();
+}
+
+/* Every lock the heaps take goes through these: the fork handlers first (see above). */
+static inline void nm_heap_lock(nm_lock_t *l) {
+  if (NM_UNLIKELY(atomic_load_explicit(&nm_fork_state, memory_order_relaxed) != 2)) nm_heap_fork_ready();
+  nm_lock(l);
+}
+static inline bool nm_heap_trylock(nm_lock_t *l) {
+  if (NM_UNLIKELY(atomic_load_explicit(&nm_fork_state, memory_order_relaxed) != 2)) nm_heap_fork_ready();
+  return nm_trylock(l);
 }
 
 void nm_page_queue_push(nm_page_queue_t *q, nm_page_t *pg) {
@@ -97,7 +133,7 @@ static nm_heap_t *nm_heap_new_locked(void) {
 }
 
 nm_heap_t *nm_heap_acquire(void) {
-  nm_lock(&nm_heaps_lock);
+  nm_heap_lock(&nm_heaps_lock);
   nm_heap_t *h = nm_heaps_orphan;
   if (h != NULL) {
     nm_heaps_orphan = h->next_orphan;
@@ -141,7 +177,7 @@ void nm_heap_page_retire(nm_heap_t *h, nm_page_t *pg) {
   else if (cls == NM_CLASS_BUMP) h->stats.bump_regions_retired++;
   else h->stats.cls[cls].pages_retired++;
   if (pg->in_queue) nm_page_queue_remove(&h->avail[cls], pg);
-  nm_lock(&h->seg_lock);
+  nm_heap_lock(&h->seg_lock);
   nm_segment_page_free(h, pg);
   nm_heap_purge_due_locked(h);
   nm_unlock(&h->seg_lock);
@@ -201,7 +237,7 @@ static void nm_heap_drop_empty_current(nm_heap_t *h) {
 }
 
 static nm_page_t *nm_heap_take_page(nm_heap_t *h, unsigned slices) {
-  nm_lock(&h->seg_lock);
+  nm_heap_lock(&h->seg_lock);
   nm_page_t *pg = nm_segment_page_alloc(h, slices);
   nm_unlock(&h->seg_lock);
   return pg;
@@ -214,7 +250,7 @@ enum { NM_PURGE_ALL, NM_PURGE_AGED, NM_PURGE_ORPHAN };
  * that adopts it (purging every exit cost short-lived threads milliseconds each in madvise
  * under contention); more than that goes back now, since nobody may adopt it soon. */
 static void nm_heap_purge(nm_heap_t *h, unsigned keep, int how) {
-  nm_lock(&h->seg_lock);
+  nm_heap_lock(&h->seg_lock);
   bool aged_only = how == NM_PURGE_AGED || (how == NM_PURGE_ORPHAN && h->dirty_bytes <= NM_ORPHAN_DIRTY);
   nm_segment_purge(h, keep, aged_only);
   __atomic_store_n(&h->purge_at_ms, (aged_only && h->dirty_bytes) ? nm_os_now_ms() + nm_route.opt.purge_delay_ms : 0, __ATOMIC_RELAXED);
@@ -237,14 +273,14 @@ nm_page_t *nm_heap_page_alloc(nm_heap_t *h, unsigned slices) {
 }
 
 bool nm_heap_page_grow(nm_heap_t *h, nm_page_t *pg, unsigned slices) {
-  nm_lock(&h->seg_lock);
+  nm_heap_lock(&h->seg_lock);
   bool grown = nm_segment_page_grow(h, pg, slices);
   nm_unlock(&h->seg_lock);
   return grown;
 }
 
 bool nm_heap_page_move(nm_heap_t *h, nm_page_t *from, nm_page_t *to) {
-  nm_lock(&h->seg_lock);
+  nm_heap_lock(&h->seg_lock);
   bool moved = nm_segment_page_move(h, from, to);
   nm_unlock(&h->seg_lock);
   if (!moved) return false;
@@ -255,7 +291,7 @@ bool nm_heap_page_move(nm_heap_t *h, nm_page_t *from, nm_page_t *to) {
 }
 
 void nm_heap_page_shrink(nm_heap_t *h, nm_page_t *pg, unsigned slices) {
-  nm_lock(&h->seg_lock);
+  nm_heap_lock(&h->seg_lock);
   nm_segment_page_shrink(h, pg, slices);
   nm_heap_purge_due_locked(h);
   nm_unlock(&h->seg_lock);
@@ -286,7 +322,7 @@ void nm_heap_release(nm_heap_t *h) {
   h->orphaned_ms = nm_os_now_ms();
   nm_tls_heap_gone = true;
   nm_tls_heap = &nm_heap_empty;
-  nm_lock(&nm_heaps_lock);
+  nm_heap_lock(&nm_heaps_lock);
   nm_heap_set_state(h, NM_HEAP_ORPHAN);
   h->next_orphan = nm_heaps_orphan;
   nm_heaps_orphan = h;
@@ -298,7 +334,7 @@ void nm_heap_release(nm_heap_t *h) {
  * nobody adopting it, or malloc_trim asked): its empty current pages go too, and all its
  * freed memory, wholly free segments unmapped. */
 static void nm_heap_reclaim(nm_heap_t *h, bool settled) {
-  nm_lock(&nm_heaps_lock);
+  nm_heap_lock(&nm_heaps_lock);
   if (__atomic_load_n(&h->state, __ATOMIC_ACQUIRE) != NM_HEAP_ORPHAN) {
     nm_unlock(&nm_heaps_lock);
     return;
@@ -321,7 +357,7 @@ static void nm_heap_reclaim(nm_heap_t *h, bool settled) {
     nm_heap_purge(h, 1, NM_PURGE_ORPHAN);
   }
 
-  nm_lock(&nm_heaps_lock);
+  nm_heap_lock(&nm_heaps_lock);
   nm_heap_set_state(h, NM_HEAP_ORPHAN);
   h->next_orphan = nm_heaps_orphan;
   nm_heaps_orphan = h;
@@ -359,13 +395,13 @@ static __thread bool nm_fork_locked;   /* this thread's fork: its prepare handle
  * the lock without it. */
 static bool nm_sweep_trylock(void) {
   nm_sweeping = true;
-  if (nm_trylock(&nm_sweep_lock)) return true;
+  if (nm_heap_trylock(&nm_sweep_lock)) return true;
   nm_sweeping = false;
   return false;
 }
 static void nm_sweep_lock_wait(void) {
   nm_sweeping = true;
-  nm_lock(&nm_sweep_lock);
+  nm_heap_lock(&nm_sweep_lock);
 }
 static void nm_sweep_unlock(void) {
   nm_sweeping = false;
@@ -380,11 +416,11 @@ static void nm_heap_sweep(nm_heap_t *self, uint64_t now, bool all) {
       nm_heap_reclaim(h, all || now - h->orphaned_ms >= nm_route.opt.purge_delay_ms);
     } else if (state == NM_HEAP_ACTIVE) {
       if (all) {
-        nm_lock(&h->seg_lock);
+        nm_heap_lock(&h->seg_lock);
         nm_segment_purge(h, 0, false);
         __atomic_store_n(&h->purge_at_ms, 0, __ATOMIC_RELAXED);
         nm_unlock(&h->seg_lock);
-      } else if (__atomic_load_n(&h->purge_at_ms, __ATOMIC_RELAXED) != 0 && nm_trylock(&h->seg_lock)) {
+      } else if (__atomic_load_n(&h->purge_at_ms, __ATOMIC_RELAXED) != 0 && nm_heap_trylock(&h->seg_lock)) {
         if (h->purge_at_ms != 0 && now >= h->purge_at_ms) {
           nm_segment_purge(h, 1, true);
           __atomic_store_n(&h->purge_at_ms, h->dirty_bytes ? now + nm_route.opt.purge_delay_ms : 0, __ATOMIC_RELAXED);
@@ -423,6 +459,7 @@ static void nm_heap_fork_parent(void) {
 }
 
 void nm_heap_foreach(void (*fn)(nm_heap_t *h, void *arg), void *arg) {
+  nm_heap_fork_ready();   /* a walk on one thread while another forks */
   for (nm_heap_t *h = __atomic_load_n(&nm_heaps_all, __ATOMIC_ACQUIRE); h != NULL; h = h->next_all)
     fn(h, arg);
 }

@@ -18,6 +18,14 @@ extern nm_page_t nm_page_to_bump;
 
 /* Process start: thread-exit key and fork handler. Idempotent; returns 0 or -1. */
 int nm_heap_process_init(void);
+/* Register the fork handlers now (they are otherwise registered when the process first has
+ * a second thread): for callers that may walk the heaps from a signal handler later. */
+void nm_heap_fork_handlers(void);
+/* Register them if the process has a second thread and they are not yet: before any lock
+ * or walk of the heaps (not from a signal handler). */
+void nm_heap_fork_ready(void);
+/* Are they registered (tests)? */
+bool nm_heap_fork_registered(void);
 /* Give the calling thread a heap (an orphan if one waits); NULL when out of memory. */
 nm_heap_t *nm_heap_acquire(void);
 /* The owner leaves: keep what is live, purge what is free, and orphan the heap. */

@@ -28,6 +28,7 @@ void nm_totals(nm_totals_t *t) {
  * frees are fine: diagnostics only). */
 static void nm_heap_pages(void (*fn)(nm_heap_t *, nm_page_t *, void *), void *arg) {
   nm_heap_t *h = nm_tls_heap;
+  nm_heap_fork_ready();   /* a walk on one thread while another forks */
   if (h->state == NM_HEAP_ACTIVE) nm_segment_foreach_page(h, fn, arg);
 }
 
