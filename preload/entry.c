@@ -189,6 +189,7 @@ NM_EXPORT int malloc_trim(size_t pad) {
 /* Options tune glibc's own arenas: they still apply to the system backend. */
 NM_EXPORT int mallopt(int param, int value) {
   nm_preload_wait();
+  nm_system_first_use();   /* our tuning first, so the program's options win */
   return nm_system.mallopt(param, value);
 }
 

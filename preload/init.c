@@ -56,7 +56,9 @@ bool nm_preload_ensure(void) {
     /* No statistics signal in a secure process: whoever may signal it (its real user) would
      * otherwise make a privileged program write its heap statistics to stderr. */
     if (!nm_preload_secure()) nm_stats_install();
-    if (cfg.strategy != NM_STRATEGY_SYSTEM) nm_preload_tune_system();
+    /* Tuned when the system allocator is first needed (most small programs never need it,
+     * and never run or map glibc's allocator code then). */
+    if (cfg.strategy != NM_STRATEGY_SYSTEM) nm_system_before_first_use = nm_preload_tune_system;
     nm_preload_initialising = 0;
     atomic_store(&nm_preload_state, 2);
     __atomic_store_n(&nm_preload_ready, 1, __ATOMIC_RELEASE);

@@ -3,6 +3,8 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdint.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "os/os.h"
@@ -55,15 +57,32 @@ void nm_system_resolve(void *(*lookup)(const char *name)) {
 #undef NM_RESOLVE
 }
 
+void (*nm_system_before_first_use)(void);
+_Atomic int nm_system_used;
+
+void nm_system_first_use_slow(void) {
+  int expected = 0;
+  if (atomic_compare_exchange_strong(&nm_system_used, &expected, 1)) {
+    if (nm_system_before_first_use != NULL) nm_system_before_first_use();
+    atomic_store_explicit(&nm_system_used, 2, memory_order_release);
+    return;
+  }
+  /* Another thread is tuning: its options must be in place before this one allocates. */
+  while (atomic_load_explicit(&nm_system_used, memory_order_acquire) != 2) sched_yield();
+}
+
 void *nm_system_malloc(size_t n) {
+  nm_system_first_use();
   return nm_system.malloc(n);
 }
 
 void *nm_system_calloc(size_t count, size_t size) {
+  nm_system_first_use();
   return nm_system.calloc(count, size);
 }
 
 void *nm_system_memalign(size_t alignment, size_t n) {
+  nm_system_first_use();
   return nm_system.memalign(alignment, n);
 }
 
@@ -118,6 +137,7 @@ size_t nm_system_usable_size(void *p) {
 }
 
 void *nm_system_realloc(void *p, size_t n) {
+  nm_system_first_use();
   if (p != NULL && nm_bootstrap_contains(p)) {
     void *q = nm_system.malloc(n);
     if (q == NULL) return NULL;

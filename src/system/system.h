@@ -34,6 +34,16 @@ void nm_system_resolve(void *(*lookup)(const char *name));
  * dlsym(RTLD_DEFAULT) — glibc's, or a sanitizer's — unless nm_system_resolve ran. */
 void nm_system_resolve_default(void);
 
+/* Called once, before the system allocator serves its first allocation or takes its first
+ * option (nm_system_first_use): the preload tunes glibc there, so a program that never
+ * needs glibc's allocator never runs (or maps) that code. */
+extern void (*nm_system_before_first_use)(void);
+void nm_system_first_use_slow(void);
+extern _Atomic int nm_system_used;   /* 0 never, 1 running the hook, 2 done */
+static inline void nm_system_first_use(void) {
+  if (__builtin_expect(__atomic_load_n(&nm_system_used, __ATOMIC_ACQUIRE) != 2, 0)) nm_system_first_use_slow();
+}
+
 void *nm_system_malloc(size_t n);
 void *nm_system_calloc(size_t count, size_t size);
 void *nm_system_realloc(void *p, size_t n);

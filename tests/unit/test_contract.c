@@ -14,6 +14,7 @@
 #include "heap/runtime.h"
 #include "nm_types.h"
 #include "pool/segmap.h"
+#include "system/system.h"
 
 #define HUGE_COUNT 4
 static const size_t huge[HUGE_COUNT] = { (size_t)PTRDIFF_MAX + 1, SIZE_MAX / 2 + 1, SIZE_MAX - 4096, SIZE_MAX };
@@ -472,4 +473,36 @@ Test(contract, entry_points_interoperate) {
   p = nm_pvalloc(1);
   cr_assert_geq(nm_usable_size(p), page_size());
   nm_free(p);
+}
+
+/* The system allocator's first-use hook (the preload tunes glibc there) runs exactly once,
+ * before the first block it serves, however many threads race to it; nothing before. */
+static _Atomic unsigned hook_runs;
+static _Atomic int hook_blocks_seen;   /* blocks the system served before the hook ended */
+static _Atomic unsigned system_blocks;
+static void count_hook(void) {
+  hook_blocks_seen = (int)system_blocks;
+  usleep(20000);   /* the other threads arrive meanwhile */
+  hook_runs++;
+}
+static void *system_user(void *arg) {
+  (void)arg;
+  void *p = nm_system_malloc(1000);
+  cr_assert_not_null(p);
+  cr_assert_eq(hook_runs, 1u, "a thread allocated from the system before the hook finished");
+  system_blocks++;
+  nm_system_free(p);
+  return NULL;
+}
+Test(contract, system_first_use_hook_runs_once_first) {
+  nm_system_before_first_use = count_hook;
+  nm_system_used = 0;   /* as a fresh process */
+  pthread_t t[4];
+  for (int i = 0; i < 4; i++) cr_assert_eq(pthread_create(&t[i], NULL, system_user, NULL), 0);
+  for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+  cr_assert_eq(hook_runs, 1u, "the hook ran %u times", hook_runs);
+  cr_assert_eq(hook_blocks_seen, 0, "the system served a block before the hook");
+  void *p = nm_system_calloc(2, 100);
+  nm_system_free(p);
+  cr_assert_eq(hook_runs, 1u);
 }
