@@ -24,8 +24,8 @@ __attribute__((returns_nonnull)) void *nm_page_extend_pop(size_t n, nm_page_t *p
 /* Same-thread pool hit, or bump region with room: no lock, no atomic. NULL means "take
  * the slow path". Up to NM_DIRECT_MAX the page is one load away (the heap's direct slots);
  * above, the class table says which (up to nm_fast_max: 0 when every request must take the
- * slow path). The bump check runs only after a pool miss (bump
- * sizes find nm_page_to_bump, which has no free block), so pool hits pay nothing for it. */
+ * slow path). The bump check runs only after a pool miss (bump sizes find nm_page_to_bump,
+ * which has no free block), so pool hits pay nothing for it. */
 static inline void *nm_alloc_fast(size_t n) {
   nm_heap_t *h = nm_tls_heap;
   nm_page_t *pg;

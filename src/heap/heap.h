@@ -16,7 +16,8 @@ extern nm_heap_t nm_heap_empty;
  * slots): never has a free block; malloc's miss there carves from the bump region. */
 extern nm_page_t nm_page_to_bump;
 
-/* Process start: thread-exit key and fork handler. Idempotent; returns 0 or -1. */
+/* Process start: the thread-exit key (the fork handlers come later: nm_heap_fork_ready).
+ * Idempotent; returns 0 or -1. */
 int nm_heap_process_init(void);
 /* Register the fork handlers now (they are otherwise registered when the process first has
  * a second thread): for callers that may walk the heaps from a signal handler later. */
