@@ -232,20 +232,7 @@ def count_instructions(args, workload, env):
     """Instructions one run executes under valgrind's cachegrind (1/20 of the ops, as --quick):
     unlike time on a shared machine, the same binary gives the same count every time, so a
     cost of one or two percent can be seen at all. None when valgrind is missing or fails."""
-    if shutil.which("valgrind") is None:
-        return None
-    # env(1) as the client, so LD_PRELOAD reaches the benchmark and not valgrind's launcher.
-    cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-           "--trace-children=yes", "env"] + ["%s=%s" % kv for kv in env.items()] + [
-           args.bench_bin, workload, "--quick"]
-    try:
-        p = subprocess.run(cmd, env=clean_env(), capture_output=True, text=True, timeout=args.timeout)
-    except subprocess.TimeoutExpired:
-        return None
-    counts = IREFS_RE.findall(p.stderr)
-    if p.returncode != 0 or not counts:
-        return None
-    return int(counts[-1].replace(",", ""))
+    return count_instructions_ops(args, workload, env, "--quick")
 
 
 def pair_instructions(args, allocs, size=64, ops=(200000, 400000)):
@@ -287,11 +274,12 @@ def function_instructions(out_file, fn):
 
 
 def count_instructions_ops(args, workload, env, ops, loop_fn=None):
-    """count_instructions for an explicit op count; with loop_fn, (count, instructions of
-    the benchmark's function loop_fn)."""
+    """count_instructions for an explicit op count (or "--quick"); with loop_fn, (count,
+    instructions of the benchmark's function loop_fn)."""
     if shutil.which("valgrind") is None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
+        # env(1) as the client, so LD_PRELOAD reaches the benchmark and not valgrind's launcher.
         cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no",
                "--cachegrind-out-file=%s/cg.%%p" % tmp if loop_fn else "--cachegrind-out-file=/dev/null",
                "--trace-children=yes", "env"] + ["%s=%s" % kv for kv in env.items()] + [

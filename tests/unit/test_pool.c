@@ -605,6 +605,13 @@ Test(pool, slices_lead_to_their_page) {
   nm_free(p);
 }
 
+/* ThreadSanitizer builds copy instead of moving pages (it would not know they moved). */
+#if defined(__SANITIZE_THREAD__)
+#define SKIP_WHERE_REALLOC_COPIES() cr_skip_test("ThreadSanitizer builds copy (it would not know the pages moved)")
+#else
+#define SKIP_WHERE_REALLOC_COPIES() ((void)0)
+#endif
+
 /* Slices of p's range resident now (mincore). */
 static size_t resident_pages(const void *p, size_t len) {
   size_t page = 4096, n = (len + page - 1) / page, count = 0;
@@ -620,9 +627,7 @@ static size_t resident_pages(const void *p, size_t len) {
  * instead of copying them: contents intact, and the old range is neither resident nor
  * counted dirty; a new page there reads zero (calloc skips its memset on such slices). */
 Test(pool, large_realloc_moves_pages) {
-#if defined(__SANITIZE_THREAD__)
-  cr_skip_test("ThreadSanitizer builds copy (it would not know the pages moved)");
-#endif
+  SKIP_WHERE_REALLOC_COPIES();
   cr_assert_eq(nm_runtime_init(NULL), 0);
   size_t n = 6 * NM_SLICE_SIZE - 100;
   uint8_t *p = nm_malloc(n);
@@ -680,9 +685,7 @@ Test(pool, fast_path_carves_the_current_page) {
  * may have only so many): past it realloc copies, and a move is allowed again once the
  * segments that took them are unmapped. */
 Test(pool, realloc_moves_stop_at_the_cap, .timeout = 60) {
-#if defined(__SANITIZE_THREAD__)
-  cr_skip_test("ThreadSanitizer builds copy (it would not know the pages moved)");
-#endif
+  SKIP_WHERE_REALLOC_COPIES();
   cr_assert_eq(nm_runtime_init(NULL), 0);
   size_t n = 2 * NM_SLICE_SIZE - 100;
   void *anchor = nm_malloc(n);   /* keeps the segment (and its moves) alive between rounds */
@@ -730,9 +733,7 @@ static size_t vm_size(void) {
  * move still completes: the contents are moved, the old slices stay unmapped (not mapped,
  * not dirty, not ours to a free), and a later page maps them again once there is room. */
 Test(pool, realloc_move_leaves_slices_unmapped_at_the_limit) {
-#if defined(__SANITIZE_THREAD__)
-  cr_skip_test("ThreadSanitizer builds copy (it would not know the pages moved)");
-#endif
+  SKIP_WHERE_REALLOC_COPIES();
 #if defined(__SANITIZE_ADDRESS__)
   cr_skip_test("AddressSanitizer reserves terabytes of shadow: no address-space limit fits");
 #endif
