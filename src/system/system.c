@@ -61,9 +61,13 @@ void (*nm_system_before_first_use)(void);
 _Atomic int nm_system_used;
 
 void nm_system_first_use_slow(void) {
+  static __thread bool in_hook;
+  if (in_hook) return;   /* the hook itself allocating from the system: go on */
   int expected = 0;
   if (atomic_compare_exchange_strong(&nm_system_used, &expected, 1)) {
+    in_hook = true;
     if (nm_system_before_first_use != NULL) nm_system_before_first_use();
+    in_hook = false;
     atomic_store_explicit(&nm_system_used, 2, memory_order_release);
     return;
   }

@@ -509,3 +509,20 @@ Test(contract, system_first_use_hook_runs_once_first) {
   nm_system_free(p);
   cr_assert_eq(hook_runs, 1u);
 }
+
+/* A hook that itself allocates from the system (as a tuning call could, through glibc)
+ * goes on instead of waiting for itself. */
+static void allocating_hook(void) {
+  void *p = nm_system_malloc(64);
+  cr_assert_not_null(p);
+  nm_system_free(p);
+}
+Test(contract, system_first_use_hook_may_allocate, .timeout = 10) {
+  cr_assert_eq(nm_runtime_init(NULL), 0);
+  nm_system_before_first_use = allocating_hook;
+  nm_system_used = 0;
+  void *p = nm_system_malloc(100);
+  cr_assert_not_null(p);
+  nm_system_free(p);
+  cr_assert_eq(nm_system_used, 2);
+}
