@@ -123,6 +123,10 @@ struct nm_segment_s {
   uint64_t free_mask;           /* slices not in a page */
   uint64_t dirty_mask;          /* free slices whose memory may still be resident */
   uint64_t aged_mask;           /* dirty slices already dirty at the heap's last purge tick */
+  /* Dirty free slices that hold a warm page: a one-slice pool page retired with every block
+   * free, its descriptor, block layout and free list kept (on its heap's warm[class] list)
+   * until a page of its class takes it back, or anything else takes or purges the slice. */
+  uint64_t warm_mask;
   /* Slices mapped (bit 0, the header, always). All of them, but under address-space
    * pressure: then a segment is mapped a few slices at a time, and its free slices are
    * unmapped; a slice neither free nor mapped was taken by another mapping ("lost"). */
@@ -189,6 +193,7 @@ struct __attribute__((aligned(64))) nm_heap_s {
   nm_page_t *bump;                      /* the bump region allocations are carved from */
   _Atomic(nm_page_t *) remote_pages;   /* pages that received remote frees */
   nm_page_queue_t avail[NM_CLASS_MAX]; /* other pages of the class with free blocks */
+  nm_page_queue_t warm[NM_CLASS_MAX];  /* its retired warm pages (nm_segment_t.warm_mask), newest last */
   /* Segments and their free slices: taken by the owner for each page it makes or retires,
    * and by another thread that purges this heap (a sweep of idle heaps, malloc_trim, an
    * address-space shortage). Pages themselves are the owner's alone. */

@@ -29,9 +29,11 @@ static NM_NOINLINE nm_page_t *nm_page_refill(nm_heap_t *h, unsigned cls) {
     if (pg->free != NULL || nm_page_extend(pg)) goto found;
     nm_page_flags_set(pg, NM_PAGE_FULL);
   }
-  pg = nm_heap_page_alloc(h, nm_classes.slices[cls]);
+  bool warm;
+  pg = nm_heap_page_alloc_class(h, cls, nm_classes.slices[cls], &warm);
   if (pg == NULL) return NULL;
-  nm_page_init(pg, h, cls, nm_classes.size[cls], nm_page_new_flags);
+  if (warm) nm_page_reuse(pg, h, nm_page_new_flags);
+  else nm_page_init(pg, h, cls, nm_classes.size[cls], nm_page_new_flags);
   nm_class_count_t *cc = &h->stats.cls[cls];
   if (++cc->pages_made - cc->pages_retired > cc->pages_peak) cc->pages_peak = cc->pages_made - cc->pages_retired;
 found:

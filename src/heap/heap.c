@@ -94,24 +94,6 @@ static inline bool nm_heap_trylock(nm_lock_t *l) {
   return nm_trylock(l);
 }
 
-void nm_page_queue_push(nm_page_queue_t *q, nm_page_t *pg) {
-  pg->next = NULL;
-  pg->prev = q->last;
-  if (q->last) q->last->next = pg;
-  else q->first = pg;
-  q->last = pg;
-  pg->in_queue = 1;
-}
-
-void nm_page_queue_remove(nm_page_queue_t *q, nm_page_t *pg) {
-  if (pg->prev) pg->prev->next = pg->next;
-  else q->first = pg->next;
-  if (pg->next) pg->next->prev = pg->prev;
-  else q->last = pg->prev;
-  pg->next = pg->prev = NULL;
-  pg->in_queue = 0;
-}
-
 static nm_heap_t *nm_heap_new_locked(void) {
   size_t size = (sizeof(nm_heap_t) + 63) & ~(size_t)63;
   if (nm_meta_next == NULL || (size_t)(nm_meta_end - nm_meta_next) < size) {
@@ -178,7 +160,8 @@ void nm_heap_page_retire(nm_heap_t *h, nm_page_t *pg) {
   else h->stats.cls[cls].pages_retired++;
   if (pg->in_queue) nm_page_queue_remove(&h->avail[cls], pg);
   nm_heap_lock(&h->seg_lock);
-  nm_segment_page_free(h, pg);
+  /* Every block of a retired pool page is on its free list: a one-slice page stays warm. */
+  nm_segment_page_free(h, pg, cls < NM_CLASS_BUMP && pg->used == 0);
   nm_heap_purge_due_locked(h);
   nm_unlock(&h->seg_lock);
   nm_heap_sweep_maybe(h);
@@ -236,9 +219,12 @@ static void nm_heap_drop_empty_current(nm_heap_t *h) {
   if (h->bump != NULL && h->bump->used == 1) nm_heap_bump_release(h);
 }
 
-static nm_page_t *nm_heap_take_page(nm_heap_t *h, unsigned slices) {
+/* warm != NULL: cls's newest warm page if it has one (*warm set), new slices otherwise. */
+static nm_page_t *nm_heap_take_page(nm_heap_t *h, unsigned slices, unsigned cls, bool *warm) {
   nm_heap_lock(&h->seg_lock);
-  nm_page_t *pg = nm_segment_page_alloc(h, slices);
+  nm_page_t *pg = warm != NULL ? nm_segment_page_warm(h, cls) : NULL;
+  if (pg != NULL) *warm = true;
+  else pg = nm_segment_page_alloc(h, slices);
   nm_unlock(&h->seg_lock);
   return pg;
 }
@@ -257,19 +243,24 @@ static void nm_heap_purge(nm_heap_t *h, unsigned keep, int how) {
   nm_unlock(&h->seg_lock);
 }
 
-nm_page_t *nm_heap_page_alloc(nm_heap_t *h, unsigned slices) {
+nm_page_t *nm_heap_page_alloc_class(nm_heap_t *h, unsigned cls, unsigned slices, bool *warm) {
+  if (warm != NULL) *warm = false;
   nm_heap_sweep_maybe(h);
-  nm_page_t *pg = nm_heap_take_page(h, slices);
+  nm_page_t *pg = nm_heap_take_page(h, slices, cls, warm);
   if (NM_LIKELY(pg != NULL)) return pg;
   nm_heap_collect_remote(h);
   nm_heap_drop_empty_current(h);
   nm_heap_purge(h, 1, NM_PURGE_ALL);
-  pg = nm_heap_take_page(h, slices);
+  pg = nm_heap_take_page(h, slices, cls, NULL);
   if (pg != NULL) return pg;
   /* The address space is short (RLIMIT_AS): the other heaps give back their wholly free
    * segments, spares included, and the orphans everything they do not hold live. */
   nm_heap_trim_others(h);
-  return nm_heap_take_page(h, slices);
+  return nm_heap_take_page(h, slices, cls, NULL);
+}
+
+nm_page_t *nm_heap_page_alloc(nm_heap_t *h, unsigned slices) {
+  return nm_heap_page_alloc_class(h, NM_CLASS_NONE, slices, NULL);
 }
 
 bool nm_heap_page_grow(nm_heap_t *h, nm_page_t *pg, unsigned slices) {

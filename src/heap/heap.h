@@ -52,6 +52,10 @@ void nm_heap_page_shrink(nm_heap_t *h, nm_page_t *pg, unsigned slices);
  * heap first gives up its empty current pages and wholly free segments, and tries again
  * in what it has: a thread that freed everything can always allocate again. */
 nm_page_t *nm_heap_page_alloc(nm_heap_t *h, unsigned slices);
+/* The same for a page of pool class cls, which may be the class's last retired page taken
+ * back warm (*warm set: laid out as it was, for nm_page_reuse) instead of new slices (for
+ * nm_page_init). */
+nm_page_t *nm_heap_page_alloc_class(nm_heap_t *h, unsigned cls, unsigned slices, bool *warm);
 /* Give freed memory of the calling thread's heap back to the OS now (its empty current
  * pages and spare segments too). */
 void nm_heap_trim(nm_heap_t *h);
@@ -69,9 +73,6 @@ static inline void nm_heap_set_current(nm_heap_t *h, unsigned cls, nm_page_t *pg
   h->current[cls] = pg;
   for (unsigned i = nm_direct_first[cls]; i < nm_direct_end[cls]; i++) h->direct[i] = pg;
 }
-
-void nm_page_queue_push(nm_page_queue_t *q, nm_page_t *pg);
-void nm_page_queue_remove(nm_page_queue_t *q, nm_page_t *pg);
 
 /* Blocks of pg (a page or region of class c in h) handed out and not freed by h's thread:
  * its `used` less the +1 bias that h's current page of the class (or current bump region)

@@ -27,6 +27,12 @@ void nm_page_init(nm_page_t *pg, nm_heap_t *h, unsigned class_idx, uint32_t bloc
   nm_page_extend(pg);
 }
 
+void nm_page_reuse(nm_page_t *pg, nm_heap_t *h, uint8_t flags) {
+  nm_page_set_owner(pg, h, flags);
+  pg->used = 0;
+  pg->allocs = 0;
+}
+
 bool nm_page_extend(nm_page_t *pg) {
   uint32_t left = pg->reserved - pg->capacity;
   if (left == 0) return false;
@@ -83,4 +89,22 @@ void nm_page_free_remote(nm_page_t *pg, nm_block_t *b) {
     } while (!atomic_compare_exchange_weak_explicit(&h->remote_pages, &head, pg,
                                                     memory_order_release, memory_order_relaxed));
   }
+}
+
+void nm_page_queue_push(nm_page_queue_t *q, nm_page_t *pg) {
+  pg->next = NULL;
+  pg->prev = q->last;
+  if (q->last) q->last->next = pg;
+  else q->first = pg;
+  q->last = pg;
+  pg->in_queue = 1;
+}
+
+void nm_page_queue_remove(nm_page_queue_t *q, nm_page_t *pg) {
+  if (pg->prev) pg->prev->next = pg->next;
+  else q->first = pg->next;
+  if (pg->next) pg->next->prev = pg->prev;
+  else q->last = pg->prev;
+  pg->next = pg->prev = NULL;
+  pg->in_queue = 0;
 }

@@ -9,6 +9,9 @@ extern nm_page_t nm_page_empty;   /* never has a free block: every miss lands in
 /* Make pg (fresh from nm_segment_page_alloc) a page of blocks of block_size for heap h,
  * with the owner-word flags given (NM_PAGE_DEBUG when the heap checks its blocks). */
 void nm_page_init(nm_page_t *pg, nm_heap_t *h, unsigned class_idx, uint32_t block_size, uint8_t flags);
+/* pg, retired warm (nm_segment_page_warm: every block free, its free list whole), made a
+ * page of heap h again as it was: no carving. */
+void nm_page_reuse(nm_page_t *pg, nm_heap_t *h, uint8_t flags);
 /* Carve more of the page into the free list; false when it is carved out already. */
 bool nm_page_extend(nm_page_t *pg);
 /* Move the page's remote frees into its free list; returns how many. */
@@ -16,6 +19,10 @@ uint32_t nm_page_collect_remote(nm_page_t *pg);
 /* Push b onto pg's remote list (any thread); queues the page on its heap's remote_pages on
  * the first one. The page must not be used after the call (its owner may retire it). */
 void nm_page_free_remote(nm_page_t *pg, nm_block_t *b);
+
+/* Page queues (a heap's avail and warm lists of a class), linked through next/prev. */
+void nm_page_queue_push(nm_page_queue_t *q, nm_page_t *pg);
+void nm_page_queue_remove(nm_page_queue_t *q, nm_page_t *pg);
 
 /* The owner word: heap | flags. Written by the owner only; read by any thread that frees
  * into the page. */

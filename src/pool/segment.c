@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "os/os.h"
+#include "pool/page.h"
 #include "pool/segmap.h"
 
 #define NM_ALL_SLICES (~(uint64_t)0)
@@ -209,15 +210,33 @@ int nm_segment_find_run(uint64_t mask, unsigned n) {
   return m ? __builtin_ctzll(m) : -1;
 }
 
-static nm_page_t *nm_segment_take(nm_heap_t *h, nm_segment_t *s, unsigned at, unsigned n) {
-  uint64_t run = ((n >= 64) ? NM_ALL_SLICES : (((uint64_t)1 << n) - 1)) << at;
+/* Slices of `mask` stop being warm pages: off their heap's warm lists (each warm slice's
+ * descriptor is its page's). */
+static void nm_segment_unwarm(nm_heap_t *h, nm_segment_t *s, uint64_t mask) {
+  mask &= s->warm_mask;
+  s->warm_mask &= ~mask;
+  for (; mask != 0; mask &= mask - 1) {
+    nm_page_t *pg = &s->slices[__builtin_ctzll(mask)];
+    nm_page_queue_remove(&h->warm[pg->class_idx], pg);
+  }
+}
+
+/* Slices `run` of s join a page: no longer free, dirty or warm. Returns those that were
+ * dirty (resident already: no fault). */
+static uint64_t nm_segment_claim(nm_heap_t *h, nm_segment_t *s, uint64_t run) {
+  nm_segment_unwarm(h, s, run);
   s->free_mask &= ~run;
-  uint64_t reused = s->dirty_mask & run;   /* resident already: no fault, no longer dirty */
+  uint64_t reused = s->dirty_mask & run;
   s->dirty_mask &= ~reused;
   s->aged_mask &= ~reused;
   h->dirty_bytes -= (size_t)__builtin_popcountll(reused) << NM_SLICE_SHIFT;
-  h->page_bytes += (size_t)n << NM_SLICE_SHIFT;
+  h->page_bytes += (size_t)__builtin_popcountll(run) << NM_SLICE_SHIFT;
   if (h->page_bytes > h->stats.page_bytes_peak) h->stats.page_bytes_peak = h->page_bytes;
+  return reused;
+}
+
+static nm_page_t *nm_segment_take(nm_heap_t *h, nm_segment_t *s, unsigned at, unsigned n) {
+  uint64_t reused = nm_segment_claim(h, s, nm_run_mask(at, n));
   h->taken_bytes += (size_t)n << NM_SLICE_SHIFT;
   /* Purged slices read zero again; dirty ones keep whatever the last page left. */
   nm_page_t *pg = &s->slices[at];
@@ -233,13 +252,19 @@ static nm_page_t *nm_segment_take(nm_heap_t *h, nm_segment_t *s, unsigned at, un
   return pg;
 }
 
-/* A run of n free slices in one of h's segments: with dirty set, only runs whose memory
- * is still resident. NULL with *failed set when the address-space limit refused it. */
-static nm_page_t *nm_segment_find(nm_heap_t *h, unsigned n, bool dirty, bool *failed) {
+enum { NM_FIND_DIRTY_COLD, NM_FIND_DIRTY, NM_FIND_ANY };
+
+/* A run of n free slices in one of h's segments: DIRTY only runs whose memory is still
+ * resident, DIRTY_COLD those that hold no warm page either. NULL with *failed set when the
+ * address-space limit refused it. */
+static nm_page_t *nm_segment_find(nm_heap_t *h, unsigned n, int which, bool *failed) {
   nm_segment_t *start = h->seg_hint ? h->seg_hint : h->segments;
   nm_segment_t *s = start;
   while (s != NULL) {
-    int at = nm_segment_find_run(dirty ? s->free_mask & s->dirty_mask : s->free_mask, n);
+    uint64_t mask = s->free_mask;
+    if (which != NM_FIND_ANY) mask &= s->dirty_mask;
+    if (which == NM_FIND_DIRTY_COLD) mask &= ~s->warm_mask;
+    int at = nm_segment_find_run(mask, n);
     if (at >= 0) {
       /* A sparse segment maps the run first; a run another mapping took part of is lost
        * (nm_segment_map_run took it off free_mask) and the search goes on. */
@@ -260,11 +285,16 @@ static nm_page_t *nm_segment_find(nm_heap_t *h, unsigned n, bool dirty, bool *fa
 
 /* Freed slices still resident come first: a program that frees and allocates again in
  * cycles shorter than the purge delay then reuses the same memory instead of faulting
- * in fresh slices beside it (request-2m's peak RSS grew 3.6 -> 7.4 MiB that way). */
+ * in fresh slices beside it (request-2m's peak RSS grew 3.6 -> 7.4 MiB that way). Among
+ * them, those without a warm page first, so warm pages wait for their class. */
 nm_page_t *nm_segment_page_alloc(nm_heap_t *h, unsigned n) {
   bool failed = false;
-  nm_page_t *pg = h->dirty_bytes >= ((size_t)n << NM_SLICE_SHIFT) ? nm_segment_find(h, n, true, &failed) : NULL;
-  if (pg == NULL && !failed) pg = nm_segment_find(h, n, false, &failed);
+  nm_page_t *pg = NULL;
+  if (h->dirty_bytes >= ((size_t)n << NM_SLICE_SHIFT)) {
+    pg = nm_segment_find(h, n, NM_FIND_DIRTY_COLD, &failed);
+    if (pg == NULL && !failed) pg = nm_segment_find(h, n, NM_FIND_DIRTY, &failed);
+  }
+  if (pg == NULL && !failed) pg = nm_segment_find(h, n, NM_FIND_ANY, &failed);
   if (pg != NULL || failed) return pg;
   int saved = errno;
   nm_segment_t *s = nm_segment_create(h, n);
@@ -283,13 +313,7 @@ bool nm_segment_page_grow(nm_heap_t *h, nm_page_t *pg, unsigned n) {
   uint64_t run = ((((uint64_t)1 << (n - have)) - 1)) << (at + have);
   if ((s->free_mask & run) != run) return false;
   if (nm_segment_map_run(h, s, run) != 0) return false;
-  s->free_mask &= ~run;
-  uint64_t reused = s->dirty_mask & run;
-  s->dirty_mask &= ~reused;
-  s->aged_mask &= ~reused;
-  h->dirty_bytes -= (size_t)__builtin_popcountll(reused) << NM_SLICE_SHIFT;
-  h->page_bytes += (size_t)(n - have) << NM_SLICE_SHIFT;
-  if (h->page_bytes > h->stats.page_bytes_peak) h->stats.page_bytes_peak = h->page_bytes;
+  nm_segment_claim(h, s, run);
   for (unsigned i = have; i < n; i++) {
     s->slices[at + i].slice_count = 0;
     s->page_of[at + i] = pg;
@@ -336,7 +360,7 @@ bool nm_segment_page_move(nm_heap_t *h, nm_page_t *from, nm_page_t *to) {
   return true;
 }
 
-void nm_segment_page_free(nm_heap_t *h, nm_page_t *pg) {
+void nm_segment_page_free(nm_heap_t *h, nm_page_t *pg, bool warm) {
   nm_segment_t *s = nm_segment_of(pg);
   unsigned at = (unsigned)(pg - s->slices);
   unsigned n = pg->slice_count;
@@ -349,9 +373,26 @@ void nm_segment_page_free(nm_heap_t *h, nm_page_t *pg) {
   if (!pg->moved_out) {   /* moved-out slices are fresh or unmapped: nothing to purge */
     s->dirty_mask |= run << at;
     h->dirty_bytes += (size_t)n << NM_SLICE_SHIFT;
+    if (warm && n == 1) {
+      s->warm_mask |= run << at;
+      nm_page_queue_push(&h->warm[pg->class_idx], pg);
+    }
   }
   h->page_bytes -= (size_t)n << NM_SLICE_SHIFT;
   h->seg_hint = s;
+}
+
+nm_page_t *nm_segment_page_warm(nm_heap_t *h, unsigned cls) {
+  nm_page_t *pg = h->warm[cls].last;
+  if (pg == NULL) return NULL;
+  nm_segment_t *s = nm_segment_of(pg);
+  unsigned at = (unsigned)(pg - s->slices);
+  nm_segment_claim(h, s, nm_run_mask(at, 1));
+  h->taken_bytes += NM_SLICE_SIZE;
+  pg->slice_count = 1;
+  pg->zeroed = 0;
+  h->seg_hint = s;
+  return pg;
 }
 
 static void nm_purge_runs(nm_heap_t *h, nm_segment_t *s, uint64_t mask) {
@@ -376,6 +417,7 @@ void nm_segment_purge(nm_heap_t *h, unsigned keep, bool aged_only) {
   while (s != NULL) {
     nm_segment_t *next = s->next;
     uint64_t purge = aged_only ? (s->dirty_mask & s->aged_mask) : s->dirty_mask;
+    nm_segment_unwarm(h, s, purge);   /* their memory reads zero (or goes) from here */
     if (nm_segment_empty(s) && s->dirty_mask == purge) {
       if (empty_kept >= keep || pressure) {   /* wholly free, nothing recent in it: unmap */
         h->dirty_bytes -= (size_t)__builtin_popcountll(s->dirty_mask) << NM_SLICE_SHIFT;

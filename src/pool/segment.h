@@ -50,8 +50,13 @@ bool nm_segment_page_move(nm_heap_t *h, nm_page_t *from, nm_page_t *to);
  * and the most there may be: beyond it nm_segment_page_move refuses. */
 size_t nm_segment_moves_live(void);
 #define NM_MOVES_MAX 4096u
-/* Return an empty page's slices to its segment; they stay resident until nm_segment_purge. */
-void nm_segment_page_free(nm_heap_t *h, nm_page_t *pg);
+/* Return an empty page's slices to its segment; they stay resident until nm_segment_purge.
+ * warm: pg is a one-slice pool page whose blocks are all on its free list; it stays laid
+ * out so nm_segment_page_warm can give it back to its class without carving. */
+void nm_segment_page_free(nm_heap_t *h, nm_page_t *pg, bool warm);
+/* The newest warm page of class cls, taken back (slice_count 1, owner and counts as it was
+ * retired: nm_page_reuse sets them), or NULL. */
+nm_page_t *nm_segment_page_warm(nm_heap_t *h, unsigned cls);
 /* Give h's freed slices back to the OS and unmap wholly free segments, keeping `keep`.
  * aged_only: only slices that were dirty at the previous call already (so memory is purged
  * after one to two purge periods without reuse); the rest become aged. */

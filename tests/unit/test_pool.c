@@ -776,3 +776,183 @@ Test(pool, realloc_move_leaves_slices_unmapped_at_the_limit) {
   nm_free(q);
   nm_free(wall);
 }
+
+/* Allocates blocks of size n until one comes from a page other than `not` and the pages
+ * already in *held; returns that block (kept in held[]). */
+static void *alloc_until_new_page(size_t n, void **held, size_t *count, size_t cap) {
+  nm_page_t *start = NULL;
+  for (;;) {
+    cr_assert_lt(*count, cap, "no new page after %zu blocks", cap);
+    void *b = nm_malloc(n);
+    cr_assert_not_null(b);
+    held[(*count)++] = b;
+    nm_page_t *pg = nm_segment_page_of(b);
+    if (start == NULL) start = pg;
+    else if (pg != start) return b;
+  }
+}
+
+/* A one-slice page that empties while another page is current goes back to its segment
+ * "warm": its slice is free (and dirty) but the page stays laid out, its free list whole,
+ * and the next page its class needs is that one again, with no carving. */
+Test(pool, retired_page_comes_back_warm) {
+  cr_assert_eq(nm_runtime_init(NULL), 0);
+  enum { CAP = 8192 };
+  static void *held[CAP];
+  size_t count = 0, n = 64;
+  void *a0 = nm_malloc(n);
+  held[count++] = a0;
+  nm_page_t *a = nm_segment_page_of(a0);
+  cr_assert_eq(a->slice_count, 1u);
+  unsigned cls = a->class_idx;
+  void *b0 = alloc_until_new_page(n, held, &count, CAP);   /* a is full, b current */
+  nm_page_t *b = nm_segment_page_of(b0);
+  cr_assert_eq(a->capacity, a->reserved, "a filled up before b was made");
+  for (size_t i = 0; i < count; i++)
+    if (nm_segment_page_of(held[i]) == a) {
+      memset(held[i], 0xc3, n);
+      nm_free(held[i]);
+      held[i] = NULL;
+    }
+  nm_segment_t *s = nm_segment_of(a);
+  unsigned at = (unsigned)(a - s->slices);
+  cr_assert_eq(a->slice_count, 0u, "a was retired");
+  cr_assert((s->warm_mask >> at) & 1, "a's slice is not marked warm");
+  cr_assert((s->free_mask >> at) & 1);
+  cr_assert((s->dirty_mask >> at) & 1);
+  cr_assert_eq(nm_tls_heap->warm[cls].last, a);
+  /* Fill b; the next page of the class is a again, already carved out. */
+  void *c0 = alloc_until_new_page(n, held, &count, CAP);
+  cr_assert_eq(nm_segment_page_of(c0), a, "the class took new slices, not its warm page");
+  cr_assert_eq(a->slice_count, 1u);
+  cr_assert_eq(a->capacity, a->reserved, "the warm page was carved again (%u of %u)", a->capacity, a->reserved);
+  cr_assert_eq(atomic_load(&a->owner), (uintptr_t)nm_tls_heap);
+  cr_assert_eq(a->used, 2u, "one block and the current-page bias");
+  cr_assert(!((s->warm_mask >> at) & 1) && !((s->free_mask >> at) & 1) && !((s->dirty_mask >> at) & 1));
+  cr_assert_null(nm_tls_heap->warm[cls].first);
+  cr_assert_neq(b, a);
+  /* Every block of a comes back once, inside a; calloc zeroes a dirty one. */
+  size_t from_a = 1;
+  for (uint32_t i = 1; i < a->reserved; i++) {
+    uint8_t *p = (i % 7 == 0) ? nm_calloc(1, n) : nm_malloc(n);
+    cr_assert_eq(nm_segment_page_of(p), a);
+    if (i % 7 == 0) cr_assert_eq(all_bytes(p, n, 0), n, "calloc on a warm page: byte %zu not zero", all_bytes(p, n, 0));
+    held[count++] = p;
+    from_a++;
+  }
+  cr_assert_eq(from_a, a->reserved);
+  cr_assert_null(a->free);
+  qsort(held, count, sizeof *held, cmp_ptr);
+  size_t live = 0;
+  for (size_t i = 0; i < count; i++) {
+    if (held[i] == NULL) continue;
+    if (live > 0) cr_assert_neq(held[i], held[i - 1], "block %p handed out twice", held[i]);
+    live++;
+  }
+  for (size_t i = 0; i < count; i++)
+    if (held[i] != NULL) nm_free(held[i]);
+}
+
+/* Fills a page of n-byte blocks and the start of the next, then frees the first page's
+ * blocks: that page retires warm. Returns it; its blocks are NULL in held[]. */
+static nm_page_t *make_warm_page(size_t n, void **held, size_t *count, size_t cap) {
+  void *a0 = nm_malloc(n);
+  cr_assert_not_null(a0);
+  held[(*count)++] = a0;
+  nm_page_t *a = nm_segment_page_of(a0);
+  alloc_until_new_page(n, held, count, cap);
+  for (size_t i = 0; i < *count; i++)
+    if (held[i] != NULL && nm_segment_page_of(held[i]) == a) {
+      memset(held[i], 0x5d, n);
+      nm_free(held[i]);
+      held[i] = NULL;
+    }
+  nm_segment_t *s = nm_segment_of(a);
+  cr_assert((s->warm_mask >> (a - s->slices)) & 1, "the emptied page did not retire warm");
+  return a;
+}
+
+static void free_held(void **held, size_t count) {
+  for (size_t i = 0; i < count; i++)
+    if (held[i] != NULL) nm_free(held[i]);
+}
+
+/* A trim purges warm pages: off the warm list, and the class's next page is carved afresh
+ * on memory that reads zero. */
+Test(pool, trim_purges_warm_pages) {
+  cr_assert_eq(nm_runtime_init(NULL), 0);
+  enum { CAP = 8192 };
+  static void *held[CAP];
+  size_t count = 0, n = 64;
+  nm_page_t *a = make_warm_page(n, held, &count, CAP);
+  unsigned cls = a->class_idx;
+  nm_segment_t *s = nm_segment_of(a);
+  nm_trim(0);
+  cr_assert(!((s->warm_mask >> (a - s->slices)) & 1), "a purged slice is still warm");
+  cr_assert_null(nm_tls_heap->warm[cls].first);
+  void *c0 = alloc_until_new_page(n, held, &count, CAP);
+  nm_page_t *c = nm_segment_page_of(c0);
+  cr_assert_lt(c->capacity, c->reserved, "the page made after the purge was not carved afresh");
+  /* Past the free-list link malloc leaves in its first word, the block reads zero. */
+  cr_assert(c->zeroed, "a page on purged slices is not known to be zeroed");
+  cr_assert_eq(all_bytes((uint8_t *)c0 + sizeof(void *), n - sizeof(void *), 0), n - sizeof(void *),
+               "a purged slice kept old contents");
+  free_held(held, count);
+}
+
+/* Another class short of slices takes a warm page's slice when no other resident one is
+ * free (before it faults in a clean one): the warm page is gone from its list, the slice
+ * is carved for the new class, and the old class makes a page of its own later. */
+Test(pool, other_class_takes_a_warm_slice) {
+  cr_assert_eq(nm_runtime_init(NULL), 0);
+  enum { CAP = 8192 };
+  static void *held[CAP];
+  size_t count = 0, n = 64, m = 2000;
+  nm_trim(0);   /* no other resident free slice */
+  nm_page_t *a = make_warm_page(n, held, &count, CAP);
+  unsigned cls = a->class_idx;
+  nm_segment_t *s = nm_segment_of(a);
+  uint8_t *x[8];
+  for (int i = 0; i < 8; i++) {
+    x[i] = nm_malloc(m);
+    cr_assert_not_null(x[i]);
+    memset(x[i], 0x40 + i, m);
+  }
+  cr_assert_eq(nm_segment_page_of(x[0]), a, "the other class took a clean slice, not the resident warm one");
+  cr_assert_neq(a->class_idx, cls);
+  cr_assert(!((s->warm_mask >> (a - s->slices)) & 1));
+  cr_assert_null(nm_tls_heap->warm[cls].first);
+  void *c0 = alloc_until_new_page(n, held, &count, CAP);
+  cr_assert_neq(nm_segment_page_of(c0), a);
+  for (int i = 0; i < 8; i++) {
+    cr_assert_eq(all_bytes(x[i], m, (uint8_t)(0x40 + i)), m, "block %d of the new class corrupted", i);
+    nm_free(x[i]);
+  }
+  free_held(held, count);
+}
+
+/* New pages take resident free slices without a warm page before warm ones (even when a
+ * warm one comes first in the segment), so warm pages wait for their own class. */
+Test(pool, new_pages_leave_warm_slices_to_their_class) {
+  cr_assert_eq(nm_runtime_init(NULL), 0);
+  enum { CAP = 8192 };
+  static void *held[CAP];
+  size_t count = 0, n = 64, m = 2000, big = 2 * NM_SLICE_SIZE - 8192;
+  nm_trim(0);
+  nm_page_t *a = make_warm_page(n, held, &count, CAP);
+  uint8_t *l = nm_malloc(big);   /* two slices: not a's one, so clean ones after it */
+  cr_assert_not_null(l);
+  memset(l, 0x21, big);
+  nm_page_t *lp = nm_segment_page_of(l);
+  cr_assert_eq(lp->slice_count, 2u);
+  cr_assert(nm_segment_of(lp) == nm_segment_of(a) && lp > a, "the large block lies after the warm page (test premise)");
+  nm_free(l);   /* lp's slices: resident, not warm */
+  void *x = nm_malloc(m);
+  cr_assert_not_null(x);
+  cr_assert_eq(nm_segment_page_of(x), lp, "the new page took %p, not the resident slice without a warm page (%p)",
+               (void *)nm_segment_page_of(x), (void *)lp);
+  nm_segment_t *s = nm_segment_of(a);
+  cr_assert((s->warm_mask >> (a - s->slices)) & 1, "the warm page lost its slice");
+  nm_free(x);
+  free_held(held, count);
+}
