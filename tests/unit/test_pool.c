@@ -956,3 +956,22 @@ Test(pool, new_pages_leave_warm_slices_to_their_class) {
   nm_free(x);
   free_held(held, count);
 }
+
+/* Carving writes a link into each block it carves: a fresh page of blocks above 4 KiB
+ * carves one at a time, so one malloc faults in that block's first page only (a program's
+ * one 4 KiB stdio buffer used to fault four). */
+Test(pool, fresh_page_of_big_blocks_touches_one_block) {
+  cr_assert_eq(nm_runtime_init(NULL), 0);
+  size_t sizes[] = { 4096, 6000, 12000 };
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    nm_trim(0);   /* the next page is made on clean slices */
+    uint8_t *p = nm_malloc(sizes[i]);
+    cr_assert_not_null(p);
+    nm_page_t *pg = nm_segment_page_of(p);
+    cr_assert(pg->zeroed, "size %zu: the page is not on clean slices (test premise)", sizes[i]);
+    size_t span = (size_t)pg->slice_count << NM_SLICE_SHIFT;
+    size_t res = resident_pages(pg->start, span);
+    cr_assert_leq(res, 1u, "size %zu: %zu pages of a fresh page resident after one malloc", sizes[i], res);
+    nm_free(p);
+  }
+}
