@@ -111,6 +111,7 @@ struct nm_page_s {
   uint32_t block_size;
   uint16_t in_queue;            /* on its heap's avail queue */
   uint16_t zeroed;              /* its memory was fresh or purged when the page was made */
+  uint64_t retired_at;          /* warm page: its heap's page_clock when it was retired */
 } __attribute__((aligned(64)));
 /* 128 bytes, a line apart: finding a pointer's page is a shift, not a multiply, and the
  * fields malloc and free touch share one line that remote frees do not write. */
@@ -206,6 +207,9 @@ struct __attribute__((aligned(64))) nm_heap_s {
   size_t purge_limit;                   /* this heap's threshold: adapts to its cycle size */
   uint64_t last_hard_purge_ms;
   size_t taken_bytes;                   /* slices given to pages since the last such purge */
+  /* Bytes of slices given to pages or freed, ever: how much memory the heap went through
+   * since a warm page was retired, i.e. whether its lines may still be cached. */
+  uint64_t page_clock;
   size_t segment_count;
   size_t mapped_bytes;                  /* of its segments' slices that are mapped */
   size_t page_bytes;                    /* bytes of slices given to pages */

@@ -219,12 +219,12 @@ static void nm_heap_drop_empty_current(nm_heap_t *h) {
   if (h->bump != NULL && h->bump->used == 1) nm_heap_bump_release(h);
 }
 
-/* warm != NULL: cls's newest warm page if it has one (*warm set), new slices otherwise. */
+/* warm != NULL: cls's newest warm page if it has one (*warm set if it may still be
+ * cached), new slices otherwise. */
 static nm_page_t *nm_heap_take_page(nm_heap_t *h, unsigned slices, unsigned cls, bool *warm) {
   nm_heap_lock(&h->seg_lock);
-  nm_page_t *pg = warm != NULL ? nm_segment_page_warm(h, cls) : NULL;
-  if (pg != NULL) *warm = true;
-  else pg = nm_segment_page_alloc(h, slices);
+  nm_page_t *pg = warm != NULL ? nm_segment_page_warm(h, cls, warm) : NULL;
+  if (pg == NULL) pg = nm_segment_page_alloc(h, slices);
   nm_unlock(&h->seg_lock);
   return pg;
 }

@@ -53,8 +53,8 @@ void nm_heap_page_shrink(nm_heap_t *h, nm_page_t *pg, unsigned slices);
  * in what it has: a thread that freed everything can always allocate again. */
 nm_page_t *nm_heap_page_alloc(nm_heap_t *h, unsigned slices);
 /* The same for a page of pool class cls, which may be the class's last retired page taken
- * back warm (*warm set: laid out as it was, for nm_page_reuse) instead of new slices (for
- * nm_page_init). */
+ * back (*warm set if it is laid out as it was and likely cached: for nm_page_reuse; else
+ * for nm_page_init, as new slices are). */
 nm_page_t *nm_heap_page_alloc_class(nm_heap_t *h, unsigned cls, unsigned slices, bool *warm);
 /* Give freed memory of the calling thread's heap back to the OS now (its empty current
  * pages and spare segments too). */

@@ -17,6 +17,7 @@ void nm_page_init(nm_page_t *pg, nm_heap_t *h, unsigned class_idx, uint32_t bloc
   pg->reserved = (uint32_t)(((size_t)pg->slice_count << NM_SLICE_SHIFT) / block_size);
   pg->capacity = 0;
   pg->used = 0;
+  pg->allocs = 0;   /* a warm page carved again (nm_segment_page_warm) still has its old count */
   /* floor(2^64 / d) + 1: offset k*d maps to k*e with e = d * magic mod 2^64 (1 <= e <= d),
    * any other offset below 2^32 to at least magic (Lemire, Kaser, Kurz 2019), so "below
    * capacity * e" says "a block start, and carved". */

@@ -6,8 +6,9 @@
 
 extern nm_page_t nm_page_empty;   /* never has a free block: every miss lands in a slow path */
 
-/* Make pg (fresh from nm_segment_page_alloc) a page of blocks of block_size for heap h,
- * with the owner-word flags given (NM_PAGE_DEBUG when the heap checks its blocks). */
+/* Make pg (fresh from nm_segment_page_alloc, or a warm page gone cold) a page of blocks of
+ * block_size for heap h, with the owner-word flags given (NM_PAGE_DEBUG when the heap
+ * checks its blocks). */
 void nm_page_init(nm_page_t *pg, nm_heap_t *h, unsigned class_idx, uint32_t block_size, uint8_t flags);
 /* pg, retired warm (nm_segment_page_warm: every block free, its free list whole), made a
  * page of heap h again as it was: no carving. */

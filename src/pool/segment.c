@@ -230,7 +230,9 @@ static uint64_t nm_segment_claim(nm_heap_t *h, nm_segment_t *s, uint64_t run) {
   s->dirty_mask &= ~reused;
   s->aged_mask &= ~reused;
   h->dirty_bytes -= (size_t)__builtin_popcountll(reused) << NM_SLICE_SHIFT;
-  h->page_bytes += (size_t)__builtin_popcountll(run) << NM_SLICE_SHIFT;
+  size_t bytes = (size_t)__builtin_popcountll(run) << NM_SLICE_SHIFT;
+  h->page_bytes += bytes;
+  h->page_clock += bytes;
   if (h->page_bytes > h->stats.page_bytes_peak) h->stats.page_bytes_peak = h->page_bytes;
   return reused;
 }
@@ -379,12 +381,15 @@ void nm_segment_page_free(nm_heap_t *h, nm_page_t *pg, bool warm) {
     }
   }
   h->page_bytes -= (size_t)n << NM_SLICE_SHIFT;
+  h->page_clock += (size_t)n << NM_SLICE_SHIFT;
+  pg->retired_at = h->page_clock;
   h->seg_hint = s;
 }
 
-nm_page_t *nm_segment_page_warm(nm_heap_t *h, unsigned cls) {
+nm_page_t *nm_segment_page_warm(nm_heap_t *h, unsigned cls, bool *hot) {
   nm_page_t *pg = h->warm[cls].last;
   if (pg == NULL) return NULL;
+  *hot = h->page_clock - pg->retired_at <= NM_WARM_HOT_BYTES;
   nm_segment_t *s = nm_segment_of(pg);
   unsigned at = (unsigned)(pg - s->slices);
   nm_segment_claim(h, s, nm_run_mask(at, 1));

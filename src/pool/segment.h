@@ -55,8 +55,13 @@ size_t nm_segment_moves_live(void);
  * out so nm_segment_page_warm can give it back to its class without carving. */
 void nm_segment_page_free(nm_heap_t *h, nm_page_t *pg, bool warm);
 /* The newest warm page of class cls, taken back (slice_count 1, owner and counts as it was
- * retired: nm_page_reuse sets them), or NULL. */
-nm_page_t *nm_segment_page_warm(nm_heap_t *h, unsigned cls);
+ * retired), or NULL. *hot: the heap went through at most NM_WARM_HOT_BYTES of pages since
+ * it was retired, so its blocks may still be cached and its free list is worth following
+ * (nm_page_reuse); otherwise carving it again (nm_page_init) writes where the free list
+ * would read cold lines one by one (64 MiB requests: 1.6M last-level read misses per 1.2M
+ * operations with the list, 1.1M carving). */
+nm_page_t *nm_segment_page_warm(nm_heap_t *h, unsigned cls, bool *hot);
+#define NM_WARM_HOT_BYTES ((uint64_t)8 << 20)
 /* Give h's freed slices back to the OS and unmap wholly free segments, keeping `keep`.
  * aged_only: only slices that were dirty at the previous call already (so memory is purged
  * after one to two purge periods without reuse); the rest become aged. */

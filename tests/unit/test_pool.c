@@ -877,6 +877,33 @@ static void free_held(void **held, size_t count) {
     if (held[i] != NULL) nm_free(held[i]);
 }
 
+/* A warm page the heap went through more than NM_WARM_HOT_BYTES of pages since is not
+ * followed (its free list would be read line by line from memory) but carved again, on the
+ * same resident slice. The clock moves by a page's bytes at each take and retire. */
+Test(pool, warm_page_gone_cold_is_carved_again) {
+  cr_assert_eq(nm_runtime_init(NULL), 0);
+  enum { CAP = 8192 };
+  static void *held[CAP];
+  size_t count = 0, n = 64;
+  nm_page_t *a = make_warm_page(n, held, &count, CAP);
+  nm_heap_t *h = nm_tls_heap;
+  cr_assert_eq(a->retired_at, h->page_clock, "a's retirement is the clock's last tick");
+  uint64_t clock = h->page_clock;
+  void *big = nm_malloc(NM_SLICE_SIZE + 1);   /* a large page: two slices taken */
+  cr_assert_not_null(big);
+  cr_assert_eq(h->page_clock - clock, 2 * NM_SLICE_SIZE);
+  nm_free(big);
+  cr_assert_eq(h->page_clock - clock, 4 * NM_SLICE_SIZE);
+  cr_assert((nm_segment_of(a)->warm_mask >> (a - nm_segment_of(a)->slices)) & 1, "the large page took a's slice");
+  h->page_clock = a->retired_at + NM_WARM_HOT_BYTES + 1;   /* as if 8 MiB of pages came and went */
+  void *c0 = alloc_until_new_page(n, held, &count, CAP);
+  cr_assert_eq(nm_segment_page_of(c0), a, "the class did not take its warm page's slice");
+  cr_assert_lt(a->capacity, a->reserved, "a cold warm page was followed, not carved again");
+  cr_assert_eq(a->used, 2u);
+  cr_assert_eq(a->allocs, 1u, "the count of the page's first life was kept");
+  free_held(held, count);
+}
+
 /* A trim purges warm pages: off the warm list, and the class's next page is carved afresh
  * on memory that reads zero. */
 Test(pool, trim_purges_warm_pages) {
