@@ -422,3 +422,69 @@ Test(threads, stats_read_while_segments_come_and_go) {
   cr_assert_eq(l->frees + l->remote_frees, want - before.cls[cls].live);
 #endif
 }
+
+/* ---- request cycles: warm pages under trims and heap hand-overs ------------------------
+ * Each worker runs requests (allocate a few thousand mixed blocks, check them, free them
+ * all), so its pages retire warm at the end of each request and come back at the next;
+ * another thread trims every heap all the while (purging warm pages under their owner),
+ * and workers exit and new ones adopt their heaps (with their warm lists). Every block is
+ * checked whole before it is freed: a warm page taken back with a stale free list would
+ * hand out a block twice or one another page owns. */
+#define RQ_WORKERS 3
+#define RQ_GENERATIONS 4
+#define RQ_ROUNDS (24 / SCALE)
+#define RQ_BLOCKS 2500
+static atomic_int rq_running;
+
+static void *rq_worker(void *arg) {
+  uint64_t seed = (uint64_t)(uintptr_t)arg * 0x9e3779b97f4a7c15ull + 1;
+  static _Thread_local void *blocks[RQ_BLOCKS];
+  for (int round = 0; round < RQ_ROUNDS; round++) {
+    for (unsigned i = 0; i < RQ_BLOCKS; i++) {
+      uint64_t r = splitmix(&seed);
+      size_t n = (r & 63) == 0 ? 2048 + (r >> 8) % 14336 : 16 + (r >> 8) % 753;
+      if (n < sizeof(tag_t)) n = sizeof(tag_t);
+      blocks[i] = nm_malloc(n);
+      if (blocks[i] == NULL) {
+        fail("request round %d: malloc(%zu) failed", round, n);
+        return NULL;
+      }
+      tag_fill(blocks[i], n, r);
+    }
+    for (unsigned i = 0; i < RQ_BLOCKS; i++) {
+      if (!tag_ok(blocks[i], NULL)) fail("request round %d: block %u (%p) corrupted", round, i, blocks[i]);
+      nm_free(blocks[i]);
+    }
+  }
+  return NULL;
+}
+
+static void *rq_trimmer(void *arg) {
+  uint64_t *trims = arg;
+  while (atomic_load(&rq_running) > 0) {
+    nm_trim(0);
+    (*trims)++;
+    sched_yield();
+  }
+  return NULL;
+}
+
+Test(threads, request_cycles_with_trims_and_new_owners) {
+  pthread_t t, w[RQ_WORKERS];
+  uint64_t trims = 0;
+  atomic_store(&rq_running, 1);
+  cr_assert_eq(pthread_create(&t, NULL, rq_trimmer, &trims), 0);
+  for (int g = 0; g < RQ_GENERATIONS; g++) {
+    for (uintptr_t i = 0; i < RQ_WORKERS; i++)
+      cr_assert_eq(pthread_create(&w[i], NULL, rq_worker, (void *)(g * RQ_WORKERS + i + 1)), 0);
+    for (unsigned i = 0; i < RQ_WORKERS; i++) pthread_join(w[i], NULL);
+  }
+  atomic_store(&rq_running, 0);
+  pthread_join(t, NULL);
+  check_no_failures();
+  cr_assert_gt(trims, 0u, "the trimmer never ran");
+  nm_stats_t st;
+  nm_stats_collect(&st);
+  cr_assert_eq(st.total.live, 0u, "%llu blocks live after every request freed its own",
+               (unsigned long long)st.total.live);
+}
