@@ -777,15 +777,26 @@ Test(pool, realloc_move_leaves_slices_unmapped_at_the_limit) {
   nm_free(wall);
 }
 
-/* Allocates blocks of size n until one comes from a page other than `not` and the pages
- * already in *held; returns that block (kept in held[]). */
-static void *alloc_until_new_page(size_t n, void **held, size_t *count, size_t cap) {
+/* Blocks a warm-page test holds (each test runs in a process of its own), freed by
+ * free_held; NULL where one was freed already. */
+enum { HELD_CAP = 8192 };
+static void *held[HELD_CAP];
+static size_t held_count;
+
+static bool slice_warm(const nm_page_t *pg) {
+  const nm_segment_t *s = nm_segment_of(pg);
+  return (s->warm_mask >> (pg - s->slices)) & 1;
+}
+
+/* Allocates blocks of size n (into held[]) until one comes from another page than the
+ * first one did; returns that block. */
+static void *alloc_until_new_page(size_t n) {
   nm_page_t *start = NULL;
   for (;;) {
-    cr_assert_lt(*count, cap, "no new page after %zu blocks", cap);
+    cr_assert_lt(held_count, HELD_CAP, "no new page after %d blocks", HELD_CAP);
     void *b = nm_malloc(n);
     cr_assert_not_null(b);
-    held[(*count)++] = b;
+    held[held_count++] = b;
     nm_page_t *pg = nm_segment_page_of(b);
     if (start == NULL) start = pg;
     else if (pg != start) return b;
@@ -797,18 +808,16 @@ static void *alloc_until_new_page(size_t n, void **held, size_t *count, size_t c
  * and the next page its class needs is that one again, with no carving. */
 Test(pool, retired_page_comes_back_warm) {
   cr_assert_eq(nm_runtime_init(NULL), 0);
-  enum { CAP = 8192 };
-  static void *held[CAP];
-  size_t count = 0, n = 64;
+  size_t n = 64;
   void *a0 = nm_malloc(n);
-  held[count++] = a0;
+  held[held_count++] = a0;
   nm_page_t *a = nm_segment_page_of(a0);
   cr_assert_eq(a->slice_count, 1u);
   unsigned cls = a->class_idx;
-  void *b0 = alloc_until_new_page(n, held, &count, CAP);   /* a is full, b current */
+  void *b0 = alloc_until_new_page(n);   /* a is full, b current */
   nm_page_t *b = nm_segment_page_of(b0);
   cr_assert_eq(a->capacity, a->reserved, "a filled up before b was made");
-  for (size_t i = 0; i < count; i++)
+  for (size_t i = 0; i < held_count; i++)
     if (nm_segment_page_of(held[i]) == a) {
       memset(held[i], 0xc3, n);
       nm_free(held[i]);
@@ -822,7 +831,7 @@ Test(pool, retired_page_comes_back_warm) {
   cr_assert((s->dirty_mask >> at) & 1);
   cr_assert_eq(nm_tls_heap->warm[cls].last, a);
   /* Fill b; the next page of the class is a again, already carved out. */
-  void *c0 = alloc_until_new_page(n, held, &count, CAP);
+  void *c0 = alloc_until_new_page(n);
   cr_assert_eq(nm_segment_page_of(c0), a, "the class took new slices, not its warm page");
   cr_assert_eq(a->slice_count, 1u);
   cr_assert_eq(a->capacity, a->reserved, "the warm page was carved again (%u of %u)", a->capacity, a->reserved);
@@ -837,43 +846,43 @@ Test(pool, retired_page_comes_back_warm) {
     uint8_t *p = (i % 7 == 0) ? nm_calloc(1, n) : nm_malloc(n);
     cr_assert_eq(nm_segment_page_of(p), a);
     if (i % 7 == 0) cr_assert_eq(all_bytes(p, n, 0), n, "calloc on a warm page: byte %zu not zero", all_bytes(p, n, 0));
-    held[count++] = p;
+    held[held_count++] = p;
     from_a++;
   }
   cr_assert_eq(from_a, a->reserved);
   cr_assert_null(a->free);
-  qsort(held, count, sizeof *held, cmp_ptr);
+  qsort(held, held_count, sizeof *held, cmp_ptr);
   size_t live = 0;
-  for (size_t i = 0; i < count; i++) {
+  for (size_t i = 0; i < held_count; i++) {
     if (held[i] == NULL) continue;
     if (live > 0) cr_assert_neq(held[i], held[i - 1], "block %p handed out twice", held[i]);
     live++;
   }
-  for (size_t i = 0; i < count; i++)
+  for (size_t i = 0; i < held_count; i++)
     if (held[i] != NULL) nm_free(held[i]);
 }
 
 /* Fills a page of n-byte blocks and the start of the next, then frees the first page's
- * blocks: that page retires warm. Returns it; its blocks are NULL in held[]. */
-static nm_page_t *make_warm_page(size_t n, void **held, size_t *count, size_t cap) {
+ * blocks: that page retires warm. Returns it. */
+static nm_page_t *make_warm_page(size_t n) {
+  cr_assert_eq(nm_runtime_init(NULL), 0);
   void *a0 = nm_malloc(n);
   cr_assert_not_null(a0);
-  held[(*count)++] = a0;
+  held[held_count++] = a0;
   nm_page_t *a = nm_segment_page_of(a0);
-  alloc_until_new_page(n, held, count, cap);
-  for (size_t i = 0; i < *count; i++)
+  alloc_until_new_page(n);
+  for (size_t i = 0; i < held_count; i++)
     if (held[i] != NULL && nm_segment_page_of(held[i]) == a) {
       memset(held[i], 0x5d, n);
       nm_free(held[i]);
       held[i] = NULL;
     }
-  nm_segment_t *s = nm_segment_of(a);
-  cr_assert((s->warm_mask >> (a - s->slices)) & 1, "the emptied page did not retire warm");
+  cr_assert(slice_warm(a), "the emptied page did not retire warm");
   return a;
 }
 
-static void free_held(void **held, size_t count) {
-  for (size_t i = 0; i < count; i++)
+static void free_held(void) {
+  for (size_t i = 0; i < held_count; i++)
     if (held[i] != NULL) nm_free(held[i]);
 }
 
@@ -881,11 +890,8 @@ static void free_held(void **held, size_t count) {
  * followed (its free list would be read line by line from memory) but carved again, on the
  * same resident slice. The clock moves by a page's bytes at each take and retire. */
 Test(pool, warm_page_gone_cold_is_carved_again) {
-  cr_assert_eq(nm_runtime_init(NULL), 0);
-  enum { CAP = 8192 };
-  static void *held[CAP];
-  size_t count = 0, n = 64;
-  nm_page_t *a = make_warm_page(n, held, &count, CAP);
+  size_t n = 64;
+  nm_page_t *a = make_warm_page(n);
   nm_heap_t *h = nm_tls_heap;
   cr_assert_eq(a->retired_at, h->page_clock, "a's retirement is the clock's last tick");
   uint64_t clock = h->page_clock;
@@ -894,51 +900,43 @@ Test(pool, warm_page_gone_cold_is_carved_again) {
   cr_assert_eq(h->page_clock - clock, 2 * NM_SLICE_SIZE);
   nm_free(big);
   cr_assert_eq(h->page_clock - clock, 4 * NM_SLICE_SIZE);
-  cr_assert((nm_segment_of(a)->warm_mask >> (a - nm_segment_of(a)->slices)) & 1, "the large page took a's slice");
+  cr_assert(slice_warm(a), "the large page took a's slice");
   h->page_clock = a->retired_at + NM_WARM_HOT_BYTES + 1;   /* as if 8 MiB of pages came and went */
-  void *c0 = alloc_until_new_page(n, held, &count, CAP);
+  void *c0 = alloc_until_new_page(n);
   cr_assert_eq(nm_segment_page_of(c0), a, "the class did not take its warm page's slice");
   cr_assert_lt(a->capacity, a->reserved, "a cold warm page was followed, not carved again");
   cr_assert_eq(a->used, 2u);
   cr_assert_eq(a->allocs, 1u, "the count of the page's first life was kept");
-  free_held(held, count);
+  free_held();
 }
 
 /* A trim purges warm pages: off the warm list, and the class's next page is carved afresh
  * on memory that reads zero. */
 Test(pool, trim_purges_warm_pages) {
-  cr_assert_eq(nm_runtime_init(NULL), 0);
-  enum { CAP = 8192 };
-  static void *held[CAP];
-  size_t count = 0, n = 64;
-  nm_page_t *a = make_warm_page(n, held, &count, CAP);
+  size_t n = 64;
+  nm_page_t *a = make_warm_page(n);
   unsigned cls = a->class_idx;
-  nm_segment_t *s = nm_segment_of(a);
   nm_trim(0);
-  cr_assert(!((s->warm_mask >> (a - s->slices)) & 1), "a purged slice is still warm");
+  cr_assert(!slice_warm(a), "a purged slice is still warm");
   cr_assert_null(nm_tls_heap->warm[cls].first);
-  void *c0 = alloc_until_new_page(n, held, &count, CAP);
+  void *c0 = alloc_until_new_page(n);
   nm_page_t *c = nm_segment_page_of(c0);
   cr_assert_lt(c->capacity, c->reserved, "the page made after the purge was not carved afresh");
   /* Past the free-list link malloc leaves in its first word, the block reads zero. */
   cr_assert(c->zeroed, "a page on purged slices is not known to be zeroed");
   cr_assert_eq(all_bytes((uint8_t *)c0 + sizeof(void *), n - sizeof(void *), 0), n - sizeof(void *),
                "a purged slice kept old contents");
-  free_held(held, count);
+  free_held();
 }
 
 /* Another class short of slices takes a warm page's slice when no other resident one is
  * free (before it faults in a clean one): the warm page is gone from its list, the slice
  * is carved for the new class, and the old class makes a page of its own later. */
 Test(pool, other_class_takes_a_warm_slice) {
-  cr_assert_eq(nm_runtime_init(NULL), 0);
-  enum { CAP = 8192 };
-  static void *held[CAP];
-  size_t count = 0, n = 64, m = 2000;
+  size_t n = 64, m = 2000;
   nm_trim(0);   /* no other resident free slice */
-  nm_page_t *a = make_warm_page(n, held, &count, CAP);
+  nm_page_t *a = make_warm_page(n);
   unsigned cls = a->class_idx;
-  nm_segment_t *s = nm_segment_of(a);
   uint8_t *x[8];
   for (int i = 0; i < 8; i++) {
     x[i] = nm_malloc(m);
@@ -947,26 +945,23 @@ Test(pool, other_class_takes_a_warm_slice) {
   }
   cr_assert_eq(nm_segment_page_of(x[0]), a, "the other class took a clean slice, not the resident warm one");
   cr_assert_neq(a->class_idx, cls);
-  cr_assert(!((s->warm_mask >> (a - s->slices)) & 1));
+  cr_assert(!slice_warm(a));
   cr_assert_null(nm_tls_heap->warm[cls].first);
-  void *c0 = alloc_until_new_page(n, held, &count, CAP);
+  void *c0 = alloc_until_new_page(n);
   cr_assert_neq(nm_segment_page_of(c0), a);
   for (int i = 0; i < 8; i++) {
     cr_assert_eq(all_bytes(x[i], m, (uint8_t)(0x40 + i)), m, "block %d of the new class corrupted", i);
     nm_free(x[i]);
   }
-  free_held(held, count);
+  free_held();
 }
 
 /* New pages take resident free slices without a warm page before warm ones (even when a
  * warm one comes first in the segment), so warm pages wait for their own class. */
 Test(pool, new_pages_leave_warm_slices_to_their_class) {
-  cr_assert_eq(nm_runtime_init(NULL), 0);
-  enum { CAP = 8192 };
-  static void *held[CAP];
-  size_t count = 0, n = 64, m = 2000, big = 2 * NM_SLICE_SIZE - 8192;
+  size_t n = 64, m = 2000, big = 2 * NM_SLICE_SIZE - 8192;
   nm_trim(0);
-  nm_page_t *a = make_warm_page(n, held, &count, CAP);
+  nm_page_t *a = make_warm_page(n);
   uint8_t *l = nm_malloc(big);   /* two slices: not a's one, so clean ones after it */
   cr_assert_not_null(l);
   memset(l, 0x21, big);
@@ -978,10 +973,9 @@ Test(pool, new_pages_leave_warm_slices_to_their_class) {
   cr_assert_not_null(x);
   cr_assert_eq(nm_segment_page_of(x), lp, "the new page took %p, not the resident slice without a warm page (%p)",
                (void *)nm_segment_page_of(x), (void *)lp);
-  nm_segment_t *s = nm_segment_of(a);
-  cr_assert((s->warm_mask >> (a - s->slices)) & 1, "the warm page lost its slice");
+  cr_assert(slice_warm(a), "the warm page lost its slice");
   nm_free(x);
-  free_held(held, count);
+  free_held();
 }
 
 /* Carving writes a link into each block it carves: a fresh page of blocks above 4 KiB
