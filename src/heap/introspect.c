@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "heap/heap.h"
+#include "heap/runtime.h"
 #include "heap/stats.h"
 #include "os/os.h"
 #include "pool/segment.h"
@@ -74,8 +75,11 @@ void nm_heap_bump_state(nm_bump_state_t *st) {
 }
 
 /* Every heap's freed memory, not only the caller's: this thread's (and its empty current
- * pages), idle threads' and exited threads' (orphans, with their empty current pages). */
+ * pages), idle threads' and exited threads' (orphans, with their empty current pages).
+ * Like mallinfo2 below, it may be a thread's first call: the system backend's table must
+ * be resolved (by the runtime's one-time start) before it is read. */
 int nm_trim(size_t pad) {
+  nm_runtime_init(NULL);
   nm_heap_t *h = nm_tls_heap;
   nm_stats_t before;
   nm_stats_collect(&before);
@@ -88,6 +92,7 @@ int nm_trim(size_t pad) {
 }
 
 struct mallinfo2 nm_mallinfo2(void) {
+  nm_runtime_init(NULL);
   struct mallinfo2 m = nm_system.mallinfo2();   /* the system backend's own blocks */
   nm_stats_t st;
   nm_stats_collect(&st);
