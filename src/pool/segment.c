@@ -64,7 +64,7 @@ static nm_segment_t *nm_segment_map_sparse(unsigned slices) {
     uintptr_t tries[2] = { base - (uintptr_t)i * NM_SEG_SIZE, base + (uintptr_t)(i + 1) * NM_SEG_SIZE };
     for (unsigned k = 0; k < 2; k++) {
       uintptr_t at = tries[k];
-      if (at == 0 || (at >> NM_SEG_SHIFT) >= NM_SEGMAP_BITS) continue;
+      if (nm_segmap_index((void *)at) >= NM_SEGMAP_BITS) continue;   /* 0 or beyond the map */
       if (nm_os_map_at((void *)at, len) != NULL) return (nm_segment_t *)at;
       if (nm_os_map_error() == ENOMEM) return NULL;   /* the limit, not the place */
     }
@@ -77,7 +77,7 @@ static nm_segment_t *nm_segment_map_sparse(unsigned slices) {
 static nm_segment_t *nm_segment_create(nm_heap_t *h, unsigned slices) {
   if (!nm_segment_pressure()) {
     nm_segment_t *s = nm_os_map_aligned(NM_SEG_SIZE, NM_SEG_SIZE);
-    if (s != NULL && ((uintptr_t)s >> NM_SEG_SHIFT) >= NM_SEGMAP_BITS) {  /* beyond the map */
+    if (s != NULL && nm_segmap_index(s) >= NM_SEGMAP_BITS) {  /* beyond the map */
       nm_os_unmap(s, NM_SEG_SIZE);
       return NULL;
     }

@@ -103,6 +103,28 @@ Test(segmap, set_and_clear) {
   nm_os_unmap(base, NM_SEG_SIZE);
 }
 
+/* The map covers every segment of the 47-bit space (the first at 4 MiB, the last at
+ * 2^47 - 4 MiB: bits only, nothing mapped); address 0 and everything below 4 MiB are
+ * outside it, so NULL never reads a word, and a set of address 0 changes nothing. */
+Test(segmap, ends_of_the_map) {
+  const uintptr_t first = NM_SEG_SIZE, last = ((uintptr_t)1 << 47) - NM_SEG_SIZE;
+  uintptr_t ends[] = { first, last };
+  for (size_t i = 0; i < 2; i++) {
+    cr_assert_not(nm_segmap_contains(ADDR(ends[i])));
+    nm_segmap_set(ADDR(ends[i]));
+    cr_assert(nm_segmap_contains(ADDR(ends[i])), "segment at %#lx not in the map", (unsigned long)ends[i]);
+    cr_assert(nm_segmap_contains(ADDR(ends[i] + NM_SEG_SIZE - 1)));
+    nm_segmap_clear(ADDR(ends[i]));
+    cr_assert_not(nm_segmap_contains(ADDR(ends[i])));
+  }
+  cr_assert_geq(nm_segmap_index(NULL), NM_SEGMAP_BITS, "NULL maps into the map");
+  cr_assert_geq(nm_segmap_index(ADDR(first - 1)), NM_SEGMAP_BITS);
+  nm_segmap_set(ADDR(0));
+  for (uint64_t w = 0; w < NM_SEGMAP_WORDS; w++)
+    if (atomic_load(&nm_segmap[w]) != 0) cr_assert_fail("word %lu of the map set by a set of address 0", (unsigned long)w);
+  cr_assert_not(nm_segmap_contains(NULL));
+}
+
 Test(segmap, pool_pointers_are_contained) {
   void *ptrs[600];
   size_t n = 0;
