@@ -10,14 +10,18 @@ nm_page_t nm_page_empty;
  * program's one 4 KiB stdio buffer touched four pages with at least 4 blocks a carve). */
 #define NM_EXTEND_BYTES ((size_t)4 << 10)
 
-void nm_page_init(nm_page_t *pg, nm_heap_t *h, unsigned class_idx, uint32_t block_size, uint8_t flags) {
+void nm_page_reuse(nm_page_t *pg, nm_heap_t *h, uint8_t flags) {
   nm_page_set_owner(pg, h, flags);
+  pg->used = 0;
+  pg->allocs = 0;   /* a warm page (even one carved again) still has its first life's count */
+}
+
+void nm_page_init(nm_page_t *pg, nm_heap_t *h, unsigned class_idx, uint32_t block_size, uint8_t flags) {
+  nm_page_reuse(pg, h, flags);
   pg->class_idx = (uint8_t)class_idx;
   pg->block_size = block_size;
   pg->reserved = (uint32_t)(((size_t)pg->slice_count << NM_SLICE_SHIFT) / block_size);
   pg->capacity = 0;
-  pg->used = 0;
-  pg->allocs = 0;   /* a warm page carved again (nm_segment_page_warm) still has its old count */
   /* floor(2^64 / d) + 1: offset k*d maps to k*e with e = d * magic mod 2^64 (1 <= e <= d),
    * any other offset below 2^32 to at least magic (Lemire, Kaser, Kurz 2019), so "below
    * capacity * e" says "a block start, and carved". */
@@ -26,12 +30,6 @@ void nm_page_init(nm_page_t *pg, nm_heap_t *h, unsigned class_idx, uint32_t bloc
   pg->free = NULL;
   atomic_store_explicit(&pg->thread_free, NULL, memory_order_relaxed);
   nm_page_extend(pg);
-}
-
-void nm_page_reuse(nm_page_t *pg, nm_heap_t *h, uint8_t flags) {
-  nm_page_set_owner(pg, h, flags);
-  pg->used = 0;
-  pg->allocs = 0;
 }
 
 bool nm_page_extend(nm_page_t *pg) {
