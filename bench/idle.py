@@ -92,6 +92,17 @@ SCENARIOS = {
         "anchor": "start", "xlabel": "time since start, s (dots: every 100 threads joined)",
         "vlines": [],
     },
+    "handoff-idle": {
+        "what": "The main thread allocates 64 MiB in mixed small blocks and hands them to 4 "
+                "worker threads, which free them all (in a shuffled order) and then go on "
+                "working for 3 s, each allocating and freeing 1 MiB of its own again and "
+                "again; the main thread makes no allocator call meanwhile (idle, alive: a "
+                "thread that built a structure for others and waits). Freed memory has to "
+                "go back through the other threads' activity alone.",
+        "after": "idle_end", "after_label": "RSS when the workers are done (3 s after the free)",
+        "anchor": "freed", "xlabel": "time since the workers freed the main thread's blocks, s",
+        "vlines": [("freed", "freed by the workers"), ("idle_end", "workers done")],
+    },
 }
 
 MARK_RE = re.compile(r"^mark=(\S+)((?: \S+=\S+)*)\s*$")
@@ -257,6 +268,9 @@ def run_metrics(scenario, rec):
         out["max_round_kib"] = max((x for x in rounds if x is not None), default=None)
     elif scenario == "exited-threads":
         out["threads100_kib"] = rss("threads100")
+    elif scenario == "handoff-idle":
+        out["allocated_kib"] = rss("allocated")
+        out["freed_kib"] = rss("freed")
     return out
 
 
@@ -313,6 +327,12 @@ def scenario_table(sc, row, names):
         cols = [lambda s: mib(s["round1_kib"]), lambda s: mib(s["after_kib"]), lambda s: ratio(s.get("after_vs_glibc")),
                 lambda s: mib(s["creep_kib"]),
                 lambda s: mib(s["max_round_kib"]), lambda s: mib(s["peak_kib"]), lambda s: ratio(s.get("peak_vs_glibc"))]
+    elif sc == "handoff-idle":
+        hdr = ["allocator", "allocated, MiB", "right after the workers' frees, MiB", "workers done, MiB", "/glibc",
+               "peak, MiB", "peak /glibc"]
+        cols = [lambda s: mib(s["allocated_kib"]), lambda s: mib(s["freed_kib"]), lambda s: mib(s["after_kib"]),
+                lambda s: ratio(s.get("after_vs_glibc")), lambda s: mib(s["peak_kib"]),
+                lambda s: ratio(s.get("peak_vs_glibc"))]
     else:
         hdr = ["allocator", "after 100 threads, MiB", "end, MiB", "/glibc", "peak, MiB", "peak /glibc",
                "VmSize at end, MiB", "VmSize /glibc"]

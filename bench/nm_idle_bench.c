@@ -33,6 +33,12 @@
  *   exited-threads  1000 threads created one after another, at most 4 alive at once; each
  *                   allocates 4 MiB in mixed blocks, frees it all and exits. Marks: start,
  *                   threads (threads=100, 200, .. 1000 joined), end (0.5 s after the last join).
+ *   handoff-idle    the main thread allocates 64 MiB in mixed blocks and hands them to 4
+ *                   worker threads, which free them all and then go on working for 3 s
+ *                   (each allocating and freeing 1 MiB of its own, again and again); the main
+ *                   thread makes no allocator call meanwhile (idle, alive: a thread that built
+ *                   a structure for others and waits). Marks: start, allocated, freed,
+ *                   idle_end (the workers are done), end.
  *
  * The block tables are mmap'ed directly (not from the allocator under test) and unmapped
  * once their blocks are freed, so they are not in the figures after freeing. malloc_trim is
@@ -293,9 +299,64 @@ static void run_exited(void) {
     sleep_ms(g_quick ? 100 : 500);
 }
 
+/* ---------------------------------------------------------------- handoff-idle */
+
+#define HANDOFF_WORKERS 4
+#define HANDOFF_MIB 64
+#define HANDOFF_WORK_MIB 1
+
+static blockset_t g_handoff;
+static pthread_barrier_t g_handed, g_handoff_freed;
+static atomic_int g_handoff_working;
+static long g_handoff_work_ms;
+
+static void *handoff_worker(void *arg) {
+    unsigned w = (unsigned)(uintptr_t)arg;
+    pthread_barrier_wait(&g_handed);
+    /* worker w frees every HANDOFF_WORKERS-th block of the main thread's (shuffled) set */
+    for (size_t i = w; i < g_handoff.count; i += HANDOFF_WORKERS) {
+        unsigned char *p = g_handoff.blocks[i];
+        if (p[0] == 0) atomic_store(&g_failed, 1);
+        free(p);
+    }
+    pthread_barrier_wait(&g_handoff_freed);
+    /* then goes on working with memory of its own: allocate, free, again */
+    double end = clock_s(CLOCK_MONOTONIC) + (double)g_handoff_work_ms / 1e3;
+    uint64_t seed = 1000 + w;
+    while (clock_s(CLOCK_MONOTONIC) < end) {
+        blockset_t mine;
+        blockset_alloc(&mine, (size_t)HANDOFF_WORK_MIB << 20, seed++);
+        blockset_free(&mine);
+    }
+    atomic_fetch_sub(&g_handoff_working, 1);
+    return NULL;
+}
+
+static void run_handoff(void) {
+    size_t bytes = (size_t)HANDOFF_MIB << 20;
+    if (g_quick) bytes /= 8;
+    g_handoff_work_ms = g_quick ? 600 : 3000;   /* past strategy=throughput's 1 s purge delay, twice */
+    pthread_barrier_init(&g_handed, NULL, HANDOFF_WORKERS + 1);
+    pthread_barrier_init(&g_handoff_freed, NULL, HANDOFF_WORKERS + 1);
+    atomic_store(&g_handoff_working, HANDOFF_WORKERS);
+    pthread_t th[HANDOFF_WORKERS];
+    mark_line("start", "");
+    for (uintptr_t i = 0; i < HANDOFF_WORKERS; i++) start_thread(&th[i], handoff_worker, (void *)i);
+    blockset_alloc(&g_handoff, bytes, 77);
+    mark_line("allocated", "");
+    pthread_barrier_wait(&g_handed);
+    pthread_barrier_wait(&g_handoff_freed);
+    mark_line("freed", "");
+    /* The main thread makes no allocator call until the workers are done: idle, alive. */
+    while (atomic_load(&g_handoff_working) > 0) sleep_ms(10);
+    mark_line("idle_end", "");
+    munmap(g_handoff.blocks, g_handoff.capacity * sizeof(void *));
+    for (int i = 0; i < HANDOFF_WORKERS; i++) pthread_join(th[i], NULL);
+}
+
 /* ---------------------------------------------------------------- main */
 
-static const char *const SCENARIOS[] = {"idle-alive", "idle-no-trim", "ring-exit", "exited-threads"};
+static const char *const SCENARIOS[] = {"idle-alive", "idle-no-trim", "ring-exit", "exited-threads", "handoff-idle"};
 
 int main(int argc, char **argv) {
     g_t0 = clock_s(CLOCK_MONOTONIC);
@@ -314,6 +375,7 @@ int main(int argc, char **argv) {
     else if (strcmp(s, "idle-no-trim") == 0) run_idle(0);
     else if (strcmp(s, "ring-exit") == 0) run_ring();
     else if (strcmp(s, "exited-threads") == 0) run_exited();
+    else if (strcmp(s, "handoff-idle") == 0) run_handoff();
     else {
         fprintf(stderr, "nm_idle_bench: unknown scenario %s (see --list)\n", s);
         return 2;

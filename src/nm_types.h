@@ -193,6 +193,10 @@ struct __attribute__((aligned(64))) nm_heap_s {
   nm_page_t *current[NM_CLASS_MAX];     /* the page each class allocates from */
   nm_page_t *bump;                      /* the bump region allocations are carved from */
   _Atomic(nm_page_t *) remote_pages;   /* pages that received remote frees */
+  /* Taken by the owner to collect remote frees and to take a full page back, and by another
+   * thread that retires this heap's full pages freed wholly by others while the owner was
+   * idle (nm_heap_retire_freed): a full page is on no list, so only those touch it. */
+  nm_lock_t full_lock;
   nm_page_queue_t avail[NM_CLASS_MAX]; /* other pages of the class with free blocks */
   nm_page_queue_t warm[NM_CLASS_MAX];  /* its retired warm pages (nm_segment_t.warm_mask), newest last */
   /* Segments and their free slices: taken by the owner for each page it makes or retires,

@@ -270,13 +270,10 @@ static void nm_free_ours(nm_page_t *pg, void *p) {
     nm_heap_free_remote(pg, b);
     return;
   }
+  if (flags & NM_PAGE_FULL) nm_heap_page_unfull(h, pg);   /* before touching it */
   b->next = pg->free;
   b->tag = (uintptr_t)pg;
   pg->free = b;
-  if (flags & NM_PAGE_FULL) {
-    nm_page_flags_clear(pg, NM_PAGE_FULL);
-    if (h->current[pg->class_idx] != pg) nm_page_queue_push(&h->avail[pg->class_idx], pg);
-  }
   if (--pg->used == 0) nm_heap_page_retire(h, pg);
 }
 
@@ -372,7 +369,8 @@ void *nm_realloc(void *p, size_t n) {
     if (n < old && to == NM_BACKEND_LARGE && pg->class_idx == NM_CLASS_LARGE && pg->heap == h &&
         !(nm_page_flags(pg) & NM_PAGE_ALIGNED)) {
       nm_heap_page_shrink(h, pg, nm_large_slices(n));
-      h->stats.large_bytes_out += pg->block_size - ((size_t)pg->slice_count << NM_SLICE_SHIFT);
+      __atomic_fetch_add(&h->stats.large_bytes_out, pg->block_size - ((size_t)pg->slice_count << NM_SLICE_SHIFT),
+                         __ATOMIC_RELAXED);   /* a sweeper adds to it too */
       pg->block_size = (uint32_t)pg->slice_count << NM_SLICE_SHIFT;
       return p;
     }

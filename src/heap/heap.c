@@ -135,6 +135,9 @@ nm_heap_t *nm_heap_acquire(void) {
 }
 
 void nm_heap_collect_remote(nm_heap_t *h) {
+  if (atomic_load_explicit(&h->remote_pages, memory_order_relaxed) == NULL) return;
+  /* A page queued again while we work on it may be taken by a sweeper (full pages). */
+  nm_heap_lock(&h->full_lock);
   nm_page_t *pg = atomic_exchange_explicit(&h->remote_pages, NULL, memory_order_acquire);
   while (pg != NULL) {
     nm_page_t *next = pg->remote_next;   /* read before the page can be queued again */
@@ -143,28 +146,91 @@ void nm_heap_collect_remote(nm_heap_t *h) {
     bool current = (h->current[cls] == pg);
     if (pg->used == 0) {             /* never the current page: it carries a bias */
       nm_heap_page_retire(h, pg);
-    } else if ((nm_page_flags(pg) & NM_PAGE_FULL) && pg->free != NULL) {
+    } else if (cls < NM_CLASS_BUMP && (nm_page_flags(pg) & NM_PAGE_FULL) && pg->free != NULL) {
       nm_page_flags_clear(pg, NM_PAGE_FULL);
       if (!current) nm_page_queue_push(&h->avail[cls], pg);
     }
     pg = next;
   }
+  nm_unlock(&h->full_lock);
 }
 
-void nm_heap_page_retire(nm_heap_t *h, nm_page_t *pg) {
+void nm_heap_page_unfull(nm_heap_t *h, nm_page_t *pg) {
+  nm_heap_lock(&h->full_lock);   /* a sweeper looking at it finishes first */
+  nm_page_flags_clear(pg, NM_PAGE_FULL);
+  nm_unlock(&h->full_lock);
+  if (h->current[pg->class_idx] != pg) nm_page_queue_push(&h->avail[pg->class_idx], pg);
+}
+
+/* pg holds no live block and is on no list: its counts folded, its slices back to their
+ * segment. The counters are atomic: a sweeper retires the owner's full pages too. */
+static void nm_heap_page_give_back(nm_heap_t *h, nm_page_t *pg) {
   unsigned cls = pg->class_idx;
-  if (h->current[cls] == pg) return;   /* keep the page we allocate from */
-  h->stats.cls[cls].allocs += pg->allocs;   /* every block of it is gone: fold its count */
-  if (cls == NM_CLASS_LARGE) h->stats.large_bytes_out += (size_t)pg->slice_count << NM_SLICE_SHIFT;
+  __atomic_fetch_add(&h->stats.cls[cls].allocs, pg->allocs, __ATOMIC_RELAXED);   /* fold its count */
+  if (cls == NM_CLASS_LARGE)
+    __atomic_fetch_add(&h->stats.large_bytes_out, (size_t)pg->slice_count << NM_SLICE_SHIFT, __ATOMIC_RELAXED);
   else if (cls == NM_CLASS_BUMP) h->stats.bump_regions_retired++;
-  else h->stats.cls[cls].pages_retired++;
-  if (pg->in_queue) nm_page_queue_remove(&h->avail[cls], pg);
+  else __atomic_fetch_add(&h->stats.cls[cls].pages_retired, 1, __ATOMIC_RELAXED);
   nm_heap_lock(&h->seg_lock);
   /* Every block of a retired pool page is on its free list: a one-slice page stays warm. */
   nm_segment_page_free(h, pg, cls < NM_CLASS_BUMP && pg->used == 0);
   nm_heap_purge_due_locked(h);
   nm_unlock(&h->seg_lock);
+}
+
+void nm_heap_page_retire(nm_heap_t *h, nm_page_t *pg) {
+  unsigned cls = pg->class_idx;
+  if (h->current[cls] == pg) return;   /* keep the page we allocate from */
+  if (pg->in_queue) nm_page_queue_remove(&h->avail[cls], pg);
+  nm_heap_page_give_back(h, pg);
   nm_heap_sweep_maybe(h);
+}
+
+/* Pages of h that other threads freed wholly while the owner did not collect them (an
+ * idle owner: a thread that made a structure and handed it to others, then waits). Only
+ * pages the owner no longer touches without full_lock are taken: a full pool page (off
+ * every list; the owner takes it back with nm_heap_page_unfull), a large page (its one
+ * block freed remotely), a bump region that is no longer current (counted down
+ * atomically). Others go back on the list for the owner. */
+static void nm_heap_retire_freed(nm_heap_t *h, bool wait) {
+  if (atomic_load_explicit(&h->remote_pages, memory_order_relaxed) == NULL) return;
+  if (wait) nm_heap_lock(&h->full_lock);
+  else if (!nm_heap_trylock(&h->full_lock)) return;
+  nm_page_t *pg = atomic_exchange_explicit(&h->remote_pages, NULL, memory_order_acquire);
+  nm_page_t *keep = NULL, *keep_last = NULL;
+  while (pg != NULL) {
+    nm_page_t *next = pg->remote_next;
+    uintptr_t owner = atomic_load_explicit(&pg->owner, memory_order_acquire);
+    unsigned cls = pg->class_idx;
+    if (cls == NM_CLASS_BUMP && (owner & NM_PAGE_FULL)) {
+      /* A region that is no longer current only counts its blocks down, atomically (its
+       * owner's local frees do too): whoever reaches 0 retires it. */
+      uint32_t n = nm_page_take_remote(pg);
+      h->stats.cls[cls].remote_frees += n;   /* written under full_lock, as by the owner */
+      if (__atomic_sub_fetch(&pg->used, n, __ATOMIC_ACQ_REL) == 0) nm_heap_page_give_back(h, pg);
+      pg = next;
+      continue;
+    }
+    bool untouched = cls == NM_CLASS_LARGE || (cls < NM_CLASS_BUMP && (owner & NM_PAGE_FULL));
+    uint32_t n = untouched ? nm_page_collect_all(pg) : 0;
+    if (n != 0) {
+      h->stats.cls[cls].remote_frees += n;
+      nm_heap_page_give_back(h, pg);
+    } else {
+      pg->remote_next = keep;
+      keep = pg;
+      if (keep_last == NULL) keep_last = pg;
+    }
+    pg = next;
+  }
+  if (keep != NULL) {
+    nm_page_t *head = atomic_load_explicit(&h->remote_pages, memory_order_relaxed);
+    do {
+      keep_last->remote_next = head;
+    } while (!atomic_compare_exchange_weak_explicit(&h->remote_pages, &head, keep, memory_order_release,
+                                                    memory_order_relaxed));
+  }
+  nm_unlock(&h->full_lock);
 }
 
 /* Purge at once when freed memory piles up past the threshold. Below it, a tick every
@@ -406,6 +472,7 @@ static void nm_heap_sweep(nm_heap_t *self, uint64_t now, bool all) {
     if (state == NM_HEAP_ORPHAN) {
       nm_heap_reclaim(h, all || now - h->orphaned_ms >= nm_route.opt.purge_delay_ms);
     } else if (state == NM_HEAP_ACTIVE) {
+      nm_heap_retire_freed(h, all);
       if (all) {
         nm_heap_lock(&h->seg_lock);
         nm_segment_purge(h, 0, false);
@@ -465,5 +532,6 @@ void nm_heap_after_fork_child(void) {
   for (nm_heap_t *h = nm_heaps_all; h != NULL; h = h->next_all) {
     if (h->state == NM_HEAP_ACTIVE && h != nm_tls_heap) nm_heap_set_state(h, NM_HEAP_DEAD);
     nm_lock_reset(&h->seg_lock);   /* held by its owner mid-update: that heap is dead now */
+    nm_lock_reset(&h->full_lock);
   }
 }

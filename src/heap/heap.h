@@ -35,6 +35,9 @@ void nm_heap_release(nm_heap_t *h);
 void nm_heap_collect_remote(nm_heap_t *h);
 /* A page of h became empty (used == 0): return it to its segment unless it is current. */
 void nm_heap_page_retire(nm_heap_t *h, nm_page_t *pg);
+/* The owner takes a full page back (a local free into it): off limits to sweepers again,
+ * and on its class's avail list unless current. */
+void nm_heap_page_unfull(nm_heap_t *h, nm_page_t *pg);
 /* Every purge_delay, the calling thread (on a slow path) purges other heaps' old freed
  * memory: idle heaps' aged slices, and orphans (wholly, once they waited unadopted). */
 void nm_heap_sweep_maybe(nm_heap_t *self);

@@ -3,6 +3,9 @@
 #include "bump/bump.h"
 #include "heap/heap.h"
 #include "heap/router.h"
+#include "pool/page.h"
+
+static void nm_heap_bump_retire(nm_heap_t *h, nm_page_t *pg);
 
 /* The current region has no room for need bytes: rewind it if nothing in it lives,
  * otherwise start a new one. The current region carries a +1 bias in used, so frees never
@@ -27,8 +30,15 @@ static NM_NOINLINE nm_page_t *nm_heap_bump_refill(nm_heap_t *h, size_t need) {
   nm_bump_region_init(pg, h, slices, nm_page_new_flags);
   h->stats.bump_regions_made++;
   h->bump = pg;
-  if (old != NULL && --old->used == 0) nm_heap_page_retire(h, old);
+  if (old != NULL) nm_heap_bump_retire(h, old);
   return pg;
+}
+
+/* A region stops being current: flagged full, its local frees take the slow path and count
+ * down atomically, as a sweeper may (nm_heap_retire_freed); whoever reaches 0 retires it. */
+static void nm_heap_bump_retire(nm_heap_t *h, nm_page_t *pg) {
+  nm_page_flags_set(pg, NM_PAGE_FULL);
+  if (__atomic_sub_fetch(&pg->used, 1, __ATOMIC_ACQ_REL) == 0) nm_heap_page_retire(h, pg);   /* its bias */
 }
 
 void *nm_heap_bump_alloc(nm_heap_t *h, size_t n) {
@@ -53,12 +63,16 @@ void nm_heap_bump_emptied(nm_heap_t *h, nm_page_t *pg) {
 }
 
 void nm_heap_bump_free_local(nm_heap_t *h, nm_page_t *pg) {
-  if (--pg->used <= 1) nm_heap_bump_emptied(h, pg);
+  if (nm_page_flags(pg) & NM_PAGE_FULL) {
+    if (__atomic_sub_fetch(&pg->used, 1, __ATOMIC_ACQ_REL) == 0) nm_heap_page_retire(h, pg);
+  } else if (--pg->used <= 1) {
+    nm_heap_bump_emptied(h, pg);
+  }
 }
 
 void nm_heap_bump_release(nm_heap_t *h) {
   nm_page_t *pg = h->bump;
   if (pg == NULL) return;
   h->bump = NULL;
-  if (--pg->used == 0) nm_heap_page_retire(h, pg);
+  nm_heap_bump_retire(h, pg);
 }

@@ -17,6 +17,12 @@ void nm_page_reuse(nm_page_t *pg, nm_heap_t *h, uint8_t flags);
 bool nm_page_extend(nm_page_t *pg);
 /* Move the page's remote frees into its free list; returns how many. */
 uint32_t nm_page_collect_remote(nm_page_t *pg);
+/* For a thread other than the owner, on a page its owner no longer touches unlocked (a
+ * full page, a large page): moves the remote frees to the free list only if they are all
+ * of the page's live blocks (then the page can be retired). Returns how many, or 0. */
+uint32_t nm_page_collect_all(nm_page_t *pg);
+/* Takes pg's remote frees off it (a bump region: they only count); returns how many. */
+uint32_t nm_page_take_remote(nm_page_t *pg);
 /* Push b onto pg's remote list (any thread); queues the page on its heap's remote_pages on
  * the first one. The page must not be used after the call (its owner may retire it). */
 void nm_page_free_remote(nm_page_t *pg, nm_block_t *b);
@@ -34,9 +40,11 @@ static inline void nm_page_set_owner(nm_page_t *pg, nm_heap_t *h, uint8_t flags)
   pg->heap = h;
   atomic_store_explicit(&pg->owner, (uintptr_t)h | flags, memory_order_relaxed);
 }
+/* Release: a thread that sees NM_PAGE_FULL (acquire) sees the owner's last writes to the
+ * page before it (nm_heap_retire_freed). */
 static inline void nm_page_flags_set(nm_page_t *pg, uint8_t bits) {
   uintptr_t o = atomic_load_explicit(&pg->owner, memory_order_relaxed);
-  atomic_store_explicit(&pg->owner, o | bits, memory_order_relaxed);
+  atomic_store_explicit(&pg->owner, o | bits, memory_order_release);
 }
 static inline void nm_page_flags_clear(nm_page_t *pg, uint8_t bits) {
   uintptr_t o = atomic_load_explicit(&pg->owner, memory_order_relaxed);

@@ -7,6 +7,9 @@
  *   ring_exit       64 threads free each other's blocks, 8 rounds, all exit each round: RSS
  *                   after the last round.
  *   exited_threads  1000 threads allocate, free and exit: RSS and address space at the end.
+ *   handoff_idle    the main thread allocates 64 MiB that 4 workers free and then goes idle
+ *                   (alive, no allocator call) while the workers go on working: RSS at the
+ *                   end of their work, the main thread still idle.
  *
  * Each bound is "within twice glibc's figure of the same run, plus 8 MiB" (the 8 MiB: a heap
  * keeps a page per size class its thread used, and glibc's own figure moves by as much from
@@ -109,5 +112,15 @@ Test(memback, exited_threads_give_back_memory_and_address_space, .timeout = 300)
     cr_expect_leq(ours.vmsize_end, 2 * plain.vmsize_end,
                   "NEBULA_MEM_CONFIG='%s': %ld KiB of address space after 1000 threads exited, glibc "
                   "%ld KiB\n%s", *c, ours.vmsize_end, plain.vmsize_end, ours.out);
+  }
+}
+
+Test(memback, handoff_idle_owner_gets_memory_back, .timeout = 300) {
+  marks_t plain, ours;
+  run(NULL, false, "handoff-idle", &plain);
+  for (const char *const *c = CONFIGS; *c; c++) {
+    run(*c, true, "handoff-idle", &ours);
+    within("RSS after workers freed the idle main thread's 64 MiB and worked on for 3 s", *c, ours.rss[4],
+           plain.rss[4], &ours);
   }
 }

@@ -18,7 +18,9 @@
  *      sizes give aligned, writable blocks that can be freed;
  *   7. the blocks of an exited thread can be freed by other threads afterwards, and the
  *      next thread adopts the heap and reuses that memory
- *      (a regression test: frees into the orphan give its regions back before that);
+ *      (a regression test: frees into the orphan give its regions back before that); and
+ *      the regions of a live but idle thread whose blocks others free (and it frees some
+ *      itself) go back on another thread's trim;
  *   8. a long-lived block pins its region (and only its region);
  *   9. a regression test: a refill while the OS refuses new segments must not retire the
  *      current region under itself;
@@ -702,6 +704,66 @@ Test(bump, frees_into_an_orphan_give_its_regions_back) {
                 "all %d blocks of an exited thread were freed, yet %zu bytes stay in pages (%zu at "
                 "its exit): the orphan's regions are never collected",
                 DT_BLOCKS, after.page_bytes, dead.at_exit.page_bytes);
+}
+
+/* An idle owner (alive, making no allocator call) whose blocks other threads free: its old
+ * regions are counted down by another thread's trim, with the owner's own local frees into
+ * those regions counting down too (atomically: whoever reaches 0 retires the region). */
+static dt_arg_t io_arg;
+static sem_t io_made, io_go, io_done;
+
+static void *io_owner(void *arg) {
+  (void)arg;
+  dt_worker(&io_arg);
+  sem_post(&io_made);
+  sem_wait(&io_go);   /* the others freed 3 blocks in 4 */
+  for (size_t i = 0; i < DT_BLOCKS; i += 4) {
+    void *p = io_arg.blocks[i];
+    if (p == NULL) continue;
+    if (!tag_ok(p, io_arg.sizes[i])) fail("own block %zu (%p) corrupted", i, p);
+    nm_free(p);   /* local frees into regions that are no longer current */
+  }
+  sem_post(&io_done);
+  sem_wait(&io_go);   /* idle until the trim is done; then it allocates again */
+  for (int i = 0; i < 100; i++) {
+    void *p = nm_malloc(1000);
+    if (p == NULL || !is_bump(p)) fail("malloc(1000) after the trim: %p", p);
+    else nm_free(p);
+  }
+  return NULL;
+}
+
+Test(bump, idle_owner_regions_freed_by_others_come_back) {
+  start_throughput();
+  io_arg.seed = 11;
+  sem_init(&io_made, 0, 0);
+  sem_init(&io_go, 0, 0);
+  sem_init(&io_done, 0, 0);
+  pthread_t t;
+  cr_assert_eq(pthread_create(&t, NULL, io_owner, NULL), 0);
+  sem_wait(&io_made);
+  check_no_failures();
+  size_t held = totals().page_bytes;
+  cr_assert_gt(held, 4 * region_bytes(), "precondition: several regions in use (%zu bytes)", held);
+  for (size_t i = 0; i < DT_BLOCKS; i++) {
+    if (i % 4 == 0 || io_arg.blocks[i] == NULL) continue;
+    if (!tag_ok(io_arg.blocks[i], io_arg.sizes[i])) fail("block %zu (%p) corrupted", i, io_arg.blocks[i]);
+    nm_free(io_arg.blocks[i]);   /* remote: the owner is idle, nobody collects */
+  }
+  sem_post(&io_go);
+  sem_wait(&io_done);
+  check_no_failures();
+  nm_trim(0);
+  nm_totals_t after = totals();
+  cr_assert_leq(after.page_bytes, 2 * region_bytes(),
+                "every block of the idle owner was freed and a trim ran, yet %zu bytes stay in pages "
+                "(%zu before)", after.page_bytes, held);
+  sem_post(&io_go);
+  pthread_join(t, NULL);
+  check_no_failures();
+  nm_stats_t st;
+  nm_stats_collect(&st);
+  cr_assert_eq(st.total.live, 0u, "%llu blocks live", (unsigned long long)st.total.live);
 }
 
 /* ---- 8. a long-lived block pins its region ----------------------------------------------- */

@@ -18,6 +18,7 @@
 #include "heap/alloc.h"
 #include "heap/introspect.h"
 #include "heap/router.h"
+#include "heap/runtime.h"
 #include "heap/stats.h"
 #include "nm_types.h"
 #include "pool/segmap.h"
@@ -487,4 +488,206 @@ Test(threads, request_cycles_with_trims_and_new_owners) {
   nm_stats_collect(&st);
   cr_assert_eq(st.total.live, 0u, "%llu blocks live after every request freed its own",
                (unsigned long long)st.total.live);
+}
+
+/* ---- an idle owner ------------------------------------------------------------------------
+ * A thread allocates blocks (small ones filling many pages, and large ones), hands them to
+ * another thread that frees them all, and then waits, alive and idle: it never collects
+ * those frees itself. Another thread's trim, or its slow paths once a purge delay has
+ * passed, must retire those pages and give their memory back; and when the owner wakes,
+ * its heap must still work (every block it then gets is handed out once). */
+enum { IO_SMALL = 40000, IO_LARGE = 16 };
+static void *io_blocks[IO_SMALL + IO_LARGE];
+static sem_t io_made, io_wake;
+
+static size_t io_size(size_t i) {
+  return i < IO_SMALL ? 16 + (i % 32) * 16 : (size_t)256 << 10;
+}
+
+static void *io_owner(void *arg) {
+  (void)arg;
+  for (unsigned round = 0; round < 2; round++) {
+    for (size_t i = 0; i < IO_SMALL + IO_LARGE; i++) {
+      io_blocks[i] = nm_malloc(io_size(i));
+      if (io_blocks[i] == NULL) {
+        fail("round %u: malloc(%zu) failed", round, io_size(i));
+        break;
+      }
+      tag_fill(io_blocks[i], io_size(i), round * 1000003u + i);
+    }
+    sem_post(&io_made);
+    sem_wait(&io_wake);   /* idle while the others free everything */
+  }
+  return NULL;
+}
+
+static void io_free_all(unsigned round) {
+  for (size_t i = 0; i < IO_SMALL + IO_LARGE; i++) {
+    size_t n;
+    if (!tag_ok(io_blocks[i], &n) || n != io_size(i))
+      fail("round %u: block %zu (%p) corrupted before its remote free", round, i, io_blocks[i]);
+    nm_free(io_blocks[i]);
+  }
+}
+
+Test(threads, idle_owner_pages_freed_by_others_come_back) {
+  sem_init(&io_made, 0, 0);
+  sem_init(&io_wake, 0, 0);
+  pthread_t owner;
+  cr_assert_eq(pthread_create(&owner, NULL, io_owner, NULL), 0);
+
+  /* Round 0: a trim from this thread takes the idle owner's pages back. */
+  sem_wait(&io_made);
+  check_no_failures();
+  size_t held = totals().page_bytes;
+  io_free_all(0);
+  nm_trim(0);
+  nm_totals_t t = totals();
+  cr_assert_leq(t.page_bytes, held / 4,
+                "%zu bytes in pages after another thread freed the idle owner's %zu and trimmed", t.page_bytes,
+                held);
+  cr_assert_leq(t.dirty, (size_t)1 << 20, "%zu freed bytes still resident after the trim", t.dirty);
+
+  /* Round 1: the owner wakes and allocates it all again (from its current pages, whose
+   * remote frees it collects, and from the retired ones), then waits again; this thread's
+   * slow paths alone, once the purge delay has passed, take the pages back. */
+  sem_post(&io_wake);
+  sem_wait(&io_made);
+  check_no_failures();
+  held = totals().page_bytes;
+  io_free_all(1);
+  bool back = false;
+  for (int tries = 0; tries < 400 && !back; tries++) {   /* up to ~2 s: purge_delay is 50 ms */
+    void *churn[64];
+    for (int i = 0; i < 64; i++) churn[i] = nm_malloc(64u << 10);   /* a page each: slow paths */
+    for (int i = 0; i < 64; i++) nm_free(churn[i]);
+    back = totals().page_bytes <= held / 4;
+    if (!back) {
+      struct timespec ts = { 0, 5 * 1000 * 1000 };
+      nanosleep(&ts, NULL);
+    }
+  }
+  cr_assert(back, "the idle owner's pages (%zu bytes) were not taken back by another thread's slow paths: %zu",
+            held, totals().page_bytes);
+  sem_post(&io_wake);
+  pthread_join(owner, NULL);
+  check_no_failures();
+  nm_stats_t st;
+  nm_stats_collect(&st);
+  cr_assert_eq(st.total.live, 0u, "%llu blocks live after all were freed", (unsigned long long)st.total.live);
+  cr_assert_geq(st.total.remote_frees, 2u * (IO_SMALL + IO_LARGE), "remote frees counted: %llu",
+                (unsigned long long)st.total.remote_frees);
+}
+
+/* Owners that alternate between work and idleness while a consumer frees half their blocks
+ * and they free the other half themselves (into full pages, which they take back from under
+ * any sweeper), and a trimmer sweeps all the while. Every block is checked whole before it
+ * is freed: a page retired while its owner still used it would hand a block out twice. */
+#define IS_OWNERS 2
+#define IS_ROUNDS (40 / SCALE)
+#define IS_BLOCKS 3000
+static atomic_int is_running;
+static _Atomic(void **) is_handoff[IS_OWNERS];
+
+static size_t is_size(uint64_t r) {
+  return (r & 63) == 0 ? (size_t)(160u << 10) + (r >> 8) % 4096 : 16 + (r >> 8) % 1009;
+}
+
+static void *is_owner(void *arg) {
+  uintptr_t id = (uintptr_t)arg;
+  uint64_t seed = id * 0x9e3779b97f4a7c15ull + 7;
+  for (int round = 0; round < IS_ROUNDS; round++) {
+    void **theirs = malloc(IS_BLOCKS / 2 * sizeof *theirs);
+    void *mine[IS_BLOCKS / 2];
+    for (unsigned i = 0; i < IS_BLOCKS; i++) {
+      uint64_t r = splitmix(&seed);
+      size_t n = is_size(r);
+      void *p = nm_malloc(n);
+      if (p == NULL) {
+        fail("owner %u round %d: malloc(%zu) failed", (unsigned)id, round, n);
+        return NULL;
+      }
+      tag_fill(p, n, r);
+      if (i & 1) theirs[i / 2] = p;
+      else mine[i / 2] = p;
+    }
+    while (atomic_load(&is_handoff[id]) != NULL) sched_yield();
+    atomic_store(&is_handoff[id], theirs);
+    if (round % 3 == 0) {   /* idle for a while */
+      struct timespec ts = { 0, 2 * 1000 * 1000 };
+      nanosleep(&ts, NULL);
+    }
+    for (unsigned i = 0; i < IS_BLOCKS / 2; i++) {
+      if (!tag_ok(mine[i], NULL)) fail("owner %u round %d: own block %u (%p) corrupted", (unsigned)id, round, i, mine[i]);
+      nm_free(mine[i]);
+    }
+  }
+  while (atomic_load(&is_handoff[id]) != NULL) sched_yield();
+  return NULL;
+}
+
+static void *is_consumer(void *arg) {
+  (void)arg;
+  while (atomic_load(&is_running) > 0) {
+    bool any = false;
+    for (int o = 0; o < IS_OWNERS; o++) {
+      void **blocks = atomic_load(&is_handoff[o]);
+      if (blocks == NULL) continue;
+      any = true;
+      for (unsigned i = 0; i < IS_BLOCKS / 2; i++) {
+        if (!tag_ok(blocks[i], NULL)) fail("owner %d: handed block %u (%p) corrupted", o, i, blocks[i]);
+        nm_free(blocks[i]);
+      }
+      free(blocks);
+      atomic_store(&is_handoff[o], NULL);
+    }
+    if (!any) sched_yield();
+  }
+  return NULL;
+}
+
+static void *is_trimmer(void *arg) {
+  uint64_t *trims = arg;
+  while (atomic_load(&is_running) > 0) {
+    nm_trim(0);
+    (*trims)++;
+    sched_yield();
+  }
+  return NULL;
+}
+
+static void is_run(void) {
+  pthread_t owners[IS_OWNERS], consumer, trimmer;
+  uint64_t trims = 0;
+  atomic_store(&is_running, 1);
+  cr_assert_eq(pthread_create(&consumer, NULL, is_consumer, NULL), 0);
+  cr_assert_eq(pthread_create(&trimmer, NULL, is_trimmer, &trims), 0);
+  for (uintptr_t i = 0; i < IS_OWNERS; i++) cr_assert_eq(pthread_create(&owners[i], NULL, is_owner, (void *)i), 0);
+  for (unsigned i = 0; i < IS_OWNERS; i++) pthread_join(owners[i], NULL);
+  atomic_store(&is_running, 0);
+  pthread_join(consumer, NULL);
+  pthread_join(trimmer, NULL);
+  check_no_failures();
+  cr_assert_gt(trims, 0u, "the trimmer never ran");
+  nm_stats_t st;
+  nm_stats_collect(&st);
+  cr_assert_eq(st.total.live, 0u, "%llu blocks live after every block was freed", (unsigned long long)st.total.live);
+}
+
+Test(threads, idle_and_busy_owners_with_sweeps) {
+  is_run();
+}
+
+/* The same with the throughput route: blocks up to 64 KiB come from bump regions, which a
+ * sweeper counts down (atomically, as their owner's local frees do) once not current. */
+Test(threads, idle_and_busy_owners_with_sweeps_bump_regions) {
+  nm_route_t r;
+  nm_route_defaults(&r);
+  r.opt.range_count = 3;
+  r.opt.ranges[0] = (nm_route_range_t){ 0, 64u << 10, NM_BACKEND_BUMP };
+  r.opt.ranges[1] = (nm_route_range_t){ (64u << 10) + 1, 2u << 20, NM_BACKEND_POOL };
+  r.opt.ranges[2] = (nm_route_range_t){ (2u << 20) + 1, SIZE_MAX, NM_BACKEND_SYSTEM };
+  cr_assert_eq(nm_runtime_init(&r), 0);
+  cr_assert_eq(nm_router_backend(100), NM_BACKEND_BUMP);
+  is_run();
 }
