@@ -26,11 +26,21 @@ static inline size_t nm_bump_need(size_t n) {
 static inline size_t nm_bump_usable(const void *p) {
   return *(const size_t *)((const uint8_t *)p - NM_BUMP_HEADER);
 }
+/* Adds d to a region's count of blocks (plus the current region's bias) and returns it.
+ * Only the owner changes it while the region lives, but another thread may read it (a
+ * sweep retiring regions other threads freed, nm_page_collect_all): relaxed atomic stores,
+ * which are plain moves. */
+static inline uint32_t nm_bump_used_add(nm_page_t *pg, int32_t d) {
+  uint32_t used = pg->used + (uint32_t)d;
+  __atomic_store_n(&pg->used, used, __ATOMIC_RELAXED);
+  return used;
+}
+
 /* The next need bytes of region pg, which has room: a block with its header written. */
 static inline void *nm_bump_carve(nm_page_t *pg, size_t need) {
   uint8_t *header = pg->start + pg->capacity;
   pg->capacity += (uint32_t)need;
-  pg->used++;
+  nm_bump_used_add(pg, 1);
   NM_COUNT(pg->allocs++);
   ((size_t *)header)[0] = need - NM_BUMP_HEADER;
   ((uintptr_t *)header)[1] = (uintptr_t)pg;

@@ -73,7 +73,8 @@ static inline bool nm_free_fast(void *p) {
     uintptr_t *tag = nm_bump_tag(p);
     if (NM_LIKELY(*tag == (uintptr_t)pg)) {
       *tag = 0;
-      if (NM_UNLIKELY(--pg->used <= 1)) nm_heap_bump_emptied(pg->heap, pg);
+      uint32_t used = nm_bump_used_add(pg, -1);
+      if (NM_UNLIKELY(used <= 1)) nm_heap_bump_emptied(pg->heap, pg, used);
       return true;
     }
   }

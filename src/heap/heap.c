@@ -169,7 +169,7 @@ static void nm_heap_page_give_back(nm_heap_t *h, nm_page_t *pg) {
   __atomic_fetch_add(&h->stats.cls[cls].allocs, pg->allocs, __ATOMIC_RELAXED);   /* fold its count */
   if (cls == NM_CLASS_LARGE)
     __atomic_fetch_add(&h->stats.large_bytes_out, (size_t)pg->slice_count << NM_SLICE_SHIFT, __ATOMIC_RELAXED);
-  else if (cls == NM_CLASS_BUMP) h->stats.bump_regions_retired++;
+  else if (cls == NM_CLASS_BUMP) __atomic_fetch_add(&h->stats.bump_regions_retired, 1, __ATOMIC_RELAXED);
   else __atomic_fetch_add(&h->stats.cls[cls].pages_retired, 1, __ATOMIC_RELAXED);
   nm_heap_lock(&h->seg_lock);
   /* Every block of a retired pool page is on its free list: a one-slice page stays warm. */
@@ -188,10 +188,10 @@ void nm_heap_page_retire(nm_heap_t *h, nm_page_t *pg) {
 
 /* Pages of h that other threads freed wholly while the owner did not collect them (an
  * idle owner: a thread that made a structure and handed it to others, then waits). Only
- * pages the owner no longer touches without full_lock are taken: a full pool page (off
- * every list; the owner takes it back with nm_heap_page_unfull), a large page (its one
- * block freed remotely), a bump region that is no longer current (counted down
- * atomically). Others go back on the list for the owner. */
+ * pages whose every block is on their remote list, and that the owner touches then only
+ * under full_lock, are retired: a full pool page (off every list; the owner takes it back
+ * with nm_heap_page_unfull), a large page, a bump region that is no longer current. The
+ * others go back on the list for the owner. */
 static void nm_heap_retire_freed(nm_heap_t *h, bool wait) {
   if (atomic_load_explicit(&h->remote_pages, memory_order_relaxed) == NULL) return;
   if (wait) nm_heap_lock(&h->full_lock);
@@ -202,19 +202,14 @@ static void nm_heap_retire_freed(nm_heap_t *h, bool wait) {
     nm_page_t *next = pg->remote_next;
     uintptr_t owner = atomic_load_explicit(&pg->owner, memory_order_acquire);
     unsigned cls = pg->class_idx;
-    if (cls == NM_CLASS_BUMP && (owner & NM_PAGE_FULL)) {
-      /* A region that is no longer current only counts its blocks down, atomically (its
-       * owner's local frees do too): whoever reaches 0 retires it. */
-      uint32_t n = nm_page_take_remote(pg);
-      h->stats.cls[cls].remote_frees += n;   /* written under full_lock, as by the owner */
-      if (__atomic_sub_fetch(&pg->used, n, __ATOMIC_ACQ_REL) == 0) nm_heap_page_give_back(h, pg);
-      pg = next;
-      continue;
-    }
-    bool untouched = cls == NM_CLASS_LARGE || (cls < NM_CLASS_BUMP && (owner & NM_PAGE_FULL));
+    /* A bump region or a large page is on no list and its owner allocates from neither
+     * unless current (a bump region's bias keeps the current one from ever looking
+     * empty); a pool page must be full (off the avail list). */
+    bool untouched = cls == NM_CLASS_LARGE || cls == NM_CLASS_BUMP || (owner & NM_PAGE_FULL);
     uint32_t n = untouched ? nm_page_collect_all(pg) : 0;
     if (n != 0) {
-      h->stats.cls[cls].remote_frees += n;
+      h->stats.cls[cls].remote_frees += n;   /* written under full_lock, as by the owner */
+      if (cls < NM_CLASS_BUMP) pg->used = 0;   /* its free list whole: it may stay warm */
       nm_heap_page_give_back(h, pg);
     } else {
       pg->remote_next = keep;

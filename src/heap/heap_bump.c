@@ -3,9 +3,6 @@
 #include "bump/bump.h"
 #include "heap/heap.h"
 #include "heap/router.h"
-#include "pool/page.h"
-
-static void nm_heap_bump_retire(nm_heap_t *h, nm_page_t *pg);
 
 /* The current region has no room for need bytes: rewind it if nothing in it lives,
  * otherwise start a new one. The current region carries a +1 bias in used, so frees never
@@ -30,15 +27,8 @@ static NM_NOINLINE nm_page_t *nm_heap_bump_refill(nm_heap_t *h, size_t need) {
   nm_bump_region_init(pg, h, slices, nm_page_new_flags);
   h->stats.bump_regions_made++;
   h->bump = pg;
-  if (old != NULL) nm_heap_bump_retire(h, old);
+  if (old != NULL && nm_bump_used_add(old, -1) == 0) nm_heap_page_retire(h, old);
   return pg;
-}
-
-/* A region stops being current: flagged full, its local frees take the slow path and count
- * down atomically, as a sweeper may (nm_heap_retire_freed); whoever reaches 0 retires it. */
-static void nm_heap_bump_retire(nm_heap_t *h, nm_page_t *pg) {
-  nm_page_flags_set(pg, NM_PAGE_FULL);
-  if (__atomic_sub_fetch(&pg->used, 1, __ATOMIC_ACQ_REL) == 0) nm_heap_page_retire(h, pg);   /* its bias */
 }
 
 void *nm_heap_bump_alloc(nm_heap_t *h, size_t n) {
@@ -51,28 +41,26 @@ void *nm_heap_bump_alloc(nm_heap_t *h, size_t n) {
   return nm_bump_carve(pg, need);
 }
 
-void nm_heap_bump_emptied(nm_heap_t *h, nm_page_t *pg) {
+void nm_heap_bump_emptied(nm_heap_t *h, nm_page_t *pg, uint32_t used) {
   /* The current region emptied (only its bias is left): rewind now, so the next blocks
-   * reuse memory that is still in the cache. */
-  if (pg->used == 1 && pg == h->bump) {
+   * reuse memory that is still in the cache. An older one with 1 left holds a block freed
+   * by another thread: not read again here, a sweeper may be retiring it. */
+  if (used == 1 && pg == h->bump) {
     pg->capacity = 0;
     h->stats.bump_rewinds++;
-  } else if (pg->used == 0) {
+  } else if (used == 0) {
     nm_heap_page_retire(h, pg);
   }
 }
 
 void nm_heap_bump_free_local(nm_heap_t *h, nm_page_t *pg) {
-  if (nm_page_flags(pg) & NM_PAGE_FULL) {
-    if (__atomic_sub_fetch(&pg->used, 1, __ATOMIC_ACQ_REL) == 0) nm_heap_page_retire(h, pg);
-  } else if (--pg->used <= 1) {
-    nm_heap_bump_emptied(h, pg);
-  }
+  uint32_t used = nm_bump_used_add(pg, -1);
+  if (used <= 1) nm_heap_bump_emptied(h, pg, used);
 }
 
 void nm_heap_bump_release(nm_heap_t *h) {
   nm_page_t *pg = h->bump;
   if (pg == NULL) return;
   h->bump = NULL;
-  nm_heap_bump_retire(h, pg);
+  if (nm_bump_used_add(pg, -1) == 0) nm_heap_page_retire(h, pg);
 }

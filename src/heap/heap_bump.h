@@ -12,8 +12,8 @@
 void *nm_heap_bump_alloc(nm_heap_t *h, size_t n);
 /* A block of pg (owned by h) was freed by h's thread. */
 void nm_heap_bump_free_local(nm_heap_t *h, nm_page_t *pg);
-/* pg's live count just fell to 1 or 0 after a local free: rewind or retire it. */
-void nm_heap_bump_emptied(nm_heap_t *h, nm_page_t *pg);
+/* pg's live count just fell to used (1 or 0) after a local free: rewind or retire it. */
+void nm_heap_bump_emptied(nm_heap_t *h, nm_page_t *pg, uint32_t used);
 /* The owner leaves: drop the current region's bias (retiring it if nothing lives there). */
 void nm_heap_bump_release(nm_heap_t *h);
 

@@ -71,31 +71,26 @@ uint32_t nm_page_collect_remote(nm_page_t *pg) {
   return n;
 }
 
-uint32_t nm_page_take_remote(nm_page_t *pg) {
-  uint32_t n = 0;
-  /* acq_rel, as in nm_page_collect_remote: the caller's read of remote_next stays before it. */
-  for (nm_block_t *b = atomic_exchange_explicit(&pg->thread_free, NULL, memory_order_acq_rel); b != NULL; b = b->next)
-    n++;
-  return n;
-}
-
 uint32_t nm_page_collect_all(nm_page_t *pg) {
   /* Nobody else takes this list (the caller holds the page off its heap's remote_pages);
-   * remote frees may still push onto it, which only a live block allows. */
+   * remote frees may still push onto it, which only a live block allows. used only falls
+   * on a page that is not current (a bump region's owner may still be lowering it, hence
+   * the atomic load): a stale value is higher, never equal to a count it exceeds. */
+  uint32_t used = __atomic_load_n(&pg->used, __ATOMIC_RELAXED);
   nm_block_t *head = atomic_load_explicit(&pg->thread_free, memory_order_acquire);
   nm_block_t *tail = NULL;
   uint32_t n = 0;
-  for (nm_block_t *b = head; b != NULL && n <= pg->used; b = b->next) {   /* bounded: a cycle */
+  for (nm_block_t *b = head; b != NULL && n <= used; b = b->next) {   /* bounded: a cycle */
     tail = b;
     n++;
   }
-  if (n == 0 || n != pg->used) return 0;
+  if (n == 0 || n != used) return 0;
+  /* acq_rel, as in nm_page_collect_remote: the caller's read of remote_next stays before it. */
   if (!atomic_compare_exchange_strong_explicit(&pg->thread_free, &head, NULL, memory_order_acq_rel,
                                                memory_order_relaxed))
     return 0;
   tail->next = pg->free;
   pg->free = head;
-  pg->used = 0;
   return n;
 }
 

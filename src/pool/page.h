@@ -18,11 +18,10 @@ bool nm_page_extend(nm_page_t *pg);
 /* Move the page's remote frees into its free list; returns how many. */
 uint32_t nm_page_collect_remote(nm_page_t *pg);
 /* For a thread other than the owner, on a page its owner no longer touches unlocked (a
- * full page, a large page): moves the remote frees to the free list only if they are all
- * of the page's live blocks (then the page can be retired). Returns how many, or 0. */
+ * full page, a large page, a bump region not current): moves the remote frees to the free
+ * list only if they are all the blocks it counts (then the page can be retired; used is
+ * left to the caller: a bump region's owner may still read it). Returns how many, or 0. */
 uint32_t nm_page_collect_all(nm_page_t *pg);
-/* Takes pg's remote frees off it (a bump region: they only count); returns how many. */
-uint32_t nm_page_take_remote(nm_page_t *pg);
 /* Push b onto pg's remote list (any thread); queues the page on its heap's remote_pages on
  * the first one. The page must not be used after the call (its owner may retire it). */
 void nm_page_free_remote(nm_page_t *pg, nm_block_t *b);
