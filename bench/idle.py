@@ -95,12 +95,12 @@ SCENARIOS = {
     "handoff-idle": {
         "what": "The main thread allocates 64 MiB in mixed small blocks and hands them to 4 "
                 "worker threads, which free them all (in a shuffled order) and then go on "
-                "working for 3 s, each allocating and freeing 1 MiB of its own again and "
+                "working for 6 s, each allocating and freeing 1 MiB of its own again and "
                 "again; the main thread makes no allocator call meanwhile (idle, alive: a "
                 "thread that built a structure for others and waits). Freed memory has to "
                 "go back through the other threads' activity alone.",
-        "after": "idle_end", "after_label": "RSS when the workers are done (3 s after the free)",
-        "anchor": "freed", "xlabel": "time since the workers freed the main thread's blocks, s",
+        "after": "idle_end", "after_label": "RSS when the workers are done (6 s after the free)",
+        "anchor": "freed", "xlabel": "time since the workers freed the main thread blocks, s",
         "vlines": [("freed", "freed by the workers"), ("idle_end", "workers done")],
     },
 }

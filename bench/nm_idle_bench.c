@@ -34,7 +34,7 @@
  *                   allocates 4 MiB in mixed blocks, frees it all and exits. Marks: start,
  *                   threads (threads=100, 200, .. 1000 joined), end (0.5 s after the last join).
  *   handoff-idle    the main thread allocates 64 MiB in mixed blocks and hands them to 4
- *                   worker threads, which free them all and then go on working for 3 s
+ *                   worker threads, which free them all and then go on working for 6 s
  *                   (each allocating and freeing 1 MiB of its own, again and again); the main
  *                   thread makes no allocator call meanwhile (idle, alive: a thread that built
  *                   a structure for others and waits). Marks: start, allocated, freed,
@@ -335,7 +335,9 @@ static void *handoff_worker(void *arg) {
 static void run_handoff(void) {
     size_t bytes = (size_t)HANDOFF_MIB << 20;
     if (g_quick) bytes /= 8;
-    g_handoff_work_ms = g_quick ? 600 : 3000;   /* past strategy=throughput's 1 s purge delay, twice */
+    /* strategy=throughput sweeps and purges once a second, and a slice goes back at the
+     * second tick after it was freed: about 3 s, here with room to spare. */
+    g_handoff_work_ms = g_quick ? 1000 : 6000;
     pthread_barrier_init(&g_handed, NULL, HANDOFF_WORKERS + 1);
     pthread_barrier_init(&g_handoff_freed, NULL, HANDOFF_WORKERS + 1);
     atomic_store(&g_handoff_working, HANDOFF_WORKERS);

@@ -460,11 +460,17 @@ static void *rq_worker(void *arg) {
   return NULL;
 }
 
-static void *rq_trimmer(void *arg) {
-  uint64_t *trims = arg;
-  while (atomic_load(&rq_running) > 0) {
+/* A thread that trims every heap, again and again, while *running > 0. */
+typedef struct {
+  atomic_int *running;
+  uint64_t trims;
+} trimmer_t;
+
+static void *trimmer(void *arg) {
+  trimmer_t *t = arg;
+  while (atomic_load(t->running) > 0) {
     nm_trim(0);
-    (*trims)++;
+    t->trims++;
     sched_yield();
   }
   return NULL;
@@ -472,9 +478,9 @@ static void *rq_trimmer(void *arg) {
 
 Test(threads, request_cycles_with_trims_and_new_owners) {
   pthread_t t, w[RQ_WORKERS];
-  uint64_t trims = 0;
+  trimmer_t trims = { &rq_running, 0 };
   atomic_store(&rq_running, 1);
-  cr_assert_eq(pthread_create(&t, NULL, rq_trimmer, &trims), 0);
+  cr_assert_eq(pthread_create(&t, NULL, trimmer, &trims), 0);
   for (int g = 0; g < RQ_GENERATIONS; g++) {
     for (uintptr_t i = 0; i < RQ_WORKERS; i++)
       cr_assert_eq(pthread_create(&w[i], NULL, rq_worker, (void *)(g * RQ_WORKERS + i + 1)), 0);
@@ -483,7 +489,7 @@ Test(threads, request_cycles_with_trims_and_new_owners) {
   atomic_store(&rq_running, 0);
   pthread_join(t, NULL);
   check_no_failures();
-  cr_assert_gt(trims, 0u, "the trimmer never ran");
+  cr_assert_gt(trims.trims, 0u, "the trimmer never ran");
   nm_stats_t st;
   nm_stats_collect(&st);
   cr_assert_eq(st.total.live, 0u, "%llu blocks live after every request freed its own",
@@ -646,29 +652,19 @@ static void *is_consumer(void *arg) {
   return NULL;
 }
 
-static void *is_trimmer(void *arg) {
-  uint64_t *trims = arg;
-  while (atomic_load(&is_running) > 0) {
-    nm_trim(0);
-    (*trims)++;
-    sched_yield();
-  }
-  return NULL;
-}
-
 static void is_run(void) {
-  pthread_t owners[IS_OWNERS], consumer, trimmer;
-  uint64_t trims = 0;
+  pthread_t owners[IS_OWNERS], consumer, trim;
+  trimmer_t trims = { &is_running, 0 };
   atomic_store(&is_running, 1);
   cr_assert_eq(pthread_create(&consumer, NULL, is_consumer, NULL), 0);
-  cr_assert_eq(pthread_create(&trimmer, NULL, is_trimmer, &trims), 0);
+  cr_assert_eq(pthread_create(&trim, NULL, trimmer, &trims), 0);
   for (uintptr_t i = 0; i < IS_OWNERS; i++) cr_assert_eq(pthread_create(&owners[i], NULL, is_owner, (void *)i), 0);
   for (unsigned i = 0; i < IS_OWNERS; i++) pthread_join(owners[i], NULL);
   atomic_store(&is_running, 0);
   pthread_join(consumer, NULL);
-  pthread_join(trimmer, NULL);
+  pthread_join(trim, NULL);
   check_no_failures();
-  cr_assert_gt(trims, 0u, "the trimmer never ran");
+  cr_assert_gt(trims.trims, 0u, "the trimmer never ran");
   nm_stats_t st;
   nm_stats_collect(&st);
   cr_assert_eq(st.total.live, 0u, "%llu blocks live after every block was freed", (unsigned long long)st.total.live);
