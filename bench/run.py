@@ -702,6 +702,10 @@ IDLE_BEGIN, IDLE_END = "<!-- begin: bench/idle.py, docs/benchmarks-idle.md -->",
 DEVMODE_FRAGMENT = os.path.join(ROOT, "docs", "benchmarks-devmode.md")
 DEVMODE_BEGIN, DEVMODE_END = ("<!-- begin: bench/devmode.py, docs/benchmarks-devmode.md -->",
                               "<!-- end: bench/devmode.py -->")
+# bench/programs.py's section (real programs under each allocator), likewise.
+PROGRAMS_FRAGMENT = os.path.join(ROOT, "docs", "benchmarks-programs.md")
+PROGRAMS_BEGIN, PROGRAMS_END = ("<!-- begin: bench/programs.py, docs/benchmarks-programs.md -->",
+                                "<!-- end: bench/programs.py -->")
 
 
 def splice(doc, begin, end, fragment):
@@ -755,8 +759,10 @@ def render_markdown(meta, summary, workloads, allocs, notes, lib=None):
         lines += ["## " + title, "", table, ""]
     if meta.get("pairs"):
         lines += ["## " + PAIR_TITLE, "", PAIR_NOTE, "", pair_table(meta["pairs"]), ""]
+    # in the order splice() gives them when each script adds its section for the first time
     for fragment, begin, end in ((IDLE_FRAGMENT, IDLE_BEGIN, IDLE_END),
-                                 (DEVMODE_FRAGMENT, DEVMODE_BEGIN, DEVMODE_END)):
+                                 (DEVMODE_FRAGMENT, DEVMODE_BEGIN, DEVMODE_END),
+                                 (PROGRAMS_FRAGMENT, PROGRAMS_BEGIN, PROGRAMS_END)):
         if os.path.exists(fragment):
             with open(fragment) as f:
                 lines += [begin, f.read().strip(), end, ""]

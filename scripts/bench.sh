@@ -25,6 +25,17 @@
 # The full run does not run the idle benchmark; it keeps the section an earlier --idle run
 # wrote (bench/run.py includes docs/benchmarks-idle.md).
 #
+#   scripts/bench.sh --programs      # real programs (python3, sqlite3, sort, git, g++) under
+#                                    # each allocator (bench/programs.py, 3 interleaved runs;
+#                                    # about 4 minutes): median time and peak RSS (ru_maxrss),
+#                                    # writes docs/benchmarks-programs.md and its section in
+#                                    # docs/benchmarks.md
+#   scripts/bench.sh --programs --quick     # smoke run: 1 run, small inputs, nothing under docs/
+#   scripts/bench.sh --programs --no-docs   # full run, tables printed, docs/ untouched
+#
+# --programs (first argument only), like --idle, builds just the first build below and runs
+# bench/programs.py with the other arguments.
+#
 #   scripts/bench.sh --devmode       # what preset=development costs on real programs
 #                                    # (bench/devmode.py, 3 interleaved runs; about 2 minutes):
 #                                    # writes docs/benchmarks-devmode.md and its section in
@@ -37,6 +48,11 @@ cd "$(dirname "$0")/.."
 idle=0
 if [ "${1:-}" = "--idle" ]; then
   idle=1
+  shift
+fi
+programs=0
+if [ "${1:-}" = "--programs" ]; then
+  programs=1
   shift
 fi
 if [ "${1:-}" = "--devmode" ]; then
@@ -74,6 +90,10 @@ configure_build() {
 
 build_dir=${NEBULA_BENCH_BUILD_DIR:-build-bench}
 configure_build "$build_dir" -Dcounters=true
+
+if [ "$programs" = 1 ]; then
+  NM_BENCH_COMMAND="scripts/bench.sh --programs${*:+ $*}" exec python3 bench/programs.py --build-dir "$build_dir" "$@"
+fi
 
 if [ "$idle" = 1 ]; then
   if ! command -v gnuplot >/dev/null; then
