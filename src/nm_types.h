@@ -192,6 +192,8 @@ struct __attribute__((aligned(64))) nm_heap_s {
   nm_page_t *direct[NM_DIRECT_SLOTS];
   nm_page_t *current[NM_CLASS_MAX];     /* the page each class allocates from */
   nm_page_t *bump;                      /* the bump region allocations are carved from */
+  bool bump_off;                        /* gave bump regions up: pinned (heap/heap_bump.c) */
+  uint32_t bump_census_clock;           /* regions made, for the pinned-region census */
   _Atomic(nm_page_t *) remote_pages;   /* pages that received remote frees */
   /* Taken by the owner to collect remote frees and to take a full page back, and by another
    * thread that retires this heap's full pages freed wholly by others while the owner was

@@ -144,12 +144,22 @@ void *nm_system_alloc_counted(size_t n, size_t alignment, bool zero) {
  * (RLIMIT_AS nearly used up, after every heap gave back what it could), the request goes
  * to the next allocator, which may still fit it in what it has or in a smaller mapping:
  * such blocks are freed back to it like any of its own. */
+static unsigned nm_class_fit(size_t n);
+
+/* A bump-routed request: from h's bump region, or from the pool once h gave regions up. */
+static void *nm_bump_or_pool(nm_heap_t *h, size_t n) {
+  void *p = nm_heap_bump_alloc(h, n);
+  if (NM_LIKELY(p != NULL) || !h->bump_off) return p;
+  unsigned cls = nm_class_fit(n);
+  return cls == NM_CLASS_NONE ? NULL : nm_pool_alloc(h, cls);
+}
+
 static void *nm_alloc_routed(size_t n) {
   nm_heap_t *h = nm_heap_ready();
   if (NM_UNLIKELY(h == NULL)) return nm_system_malloc(n);
   void *p;
   switch (nm_router_backend(n)) {
-  case NM_BACKEND_BUMP: p = nm_heap_bump_alloc(h, n); break;
+  case NM_BACKEND_BUMP: p = nm_bump_or_pool(h, n); break;
   case NM_BACKEND_POOL: p = nm_pool_alloc(h, nm_router_lookup(n)); break;
   case NM_BACKEND_LARGE: p = nm_large_alloc(h, n); break;
   default: p = NULL; break;
@@ -317,7 +327,7 @@ void *nm_calloc(size_t count, size_t size) {
     if (p != NULL && !nm_segment_page_of(p)->zeroed) memset(p, 0, n);
     break;
   case NM_BACKEND_BUMP:
-    p = nm_heap_bump_alloc(h, n);   /* a rewound region holds old data */
+    p = nm_bump_or_pool(h, n);   /* a rewound region holds old data */
     if (p != NULL) memset(p, 0, n);
     break;
   default:

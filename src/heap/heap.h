@@ -75,6 +75,8 @@ void nm_heap_after_fork_child(void);
 static inline void nm_heap_set_current(nm_heap_t *h, unsigned cls, nm_page_t *pg) {
   h->current[cls] = pg;
   for (unsigned i = nm_direct_first[cls]; i < nm_direct_end[cls]; i++) h->direct[i] = pg;
+  if (NM_UNLIKELY(h->bump_off))
+    for (unsigned i = nm_bump_direct_first[cls]; i < nm_bump_direct_end[cls]; i++) h->direct[i] = pg;
 }
 
 /* Blocks of pg (a page or region of class c in h) handed out and not freed by h's thread:

@@ -3,10 +3,45 @@
 #include "bump/bump.h"
 #include "heap/heap.h"
 #include "heap/router.h"
+#include "pool/segment.h"
+
+/* Pinned regions: a region is recycled only when its last block goes, so a program that
+ * keeps a few objects of every batch for long (sqlite3's page cache among its parser's
+ * temporaries: 560 regions of 1 MiB alive for 14 MiB of live blocks) holds a region per
+ * batch. Every NM_BUMP_CENSUS_EVERY regions made, the heap counts its older regions; when
+ * there are at least NM_BUMP_PINNED_MIN of them and they hold less than 1 block in
+ * NM_BUMP_DENSITY of those carved in them, it gives bump regions up: its bump-routed
+ * requests go to the pool (nm_heap_t.bump_off). A request in flight fills its older regions
+ * densely (64 MiB of live blocks: every block carved still lives), so it keeps them;
+ * random replacement of long-lived blocks leaves them about 1 in 7 full (bench random). */
+#define NM_BUMP_CENSUS_EVERY 8u
+#define NM_BUMP_PINNED_MIN 8u
+#define NM_BUMP_DENSITY 4u
+
+typedef struct {
+  const nm_page_t *current;
+  uint64_t regions, live, carved;
+} nm_bump_census_t;
+
+static void nm_bump_census_add(nm_heap_t *h, nm_page_t *pg, void *arg) {
+  (void)h;
+  nm_bump_census_t *c = arg;
+  if (pg->class_idx != NM_CLASS_BUMP || pg == c->current) return;
+  c->regions++;
+  c->live += pg->used;      /* remote frees not yet collected count as live: it errs dense */
+  c->carved += pg->allocs;  /* blocks carved since the region was made */
+}
+
+static bool nm_heap_bump_pinned(nm_heap_t *h) {
+  if (++h->bump_census_clock % NM_BUMP_CENSUS_EVERY != 0) return false;
+  nm_bump_census_t c = { h->bump, 0, 0, 0 };
+  nm_segment_foreach_page(h, nm_bump_census_add, &c);
+  return c.regions >= NM_BUMP_PINNED_MIN && c.live * NM_BUMP_DENSITY < c.carved;
+}
 
 /* The current region has no room for need bytes: rewind it if nothing in it lives,
- * otherwise start a new one. The current region carries a +1 bias in used, so frees never
- * retire it under us. */
+ * otherwise start a new one (NULL, with bump_off set, if the heap gives regions up). The
+ * current region carries a +1 bias in used, so frees never retire it under us. */
 static NM_NOINLINE nm_page_t *nm_heap_bump_refill(nm_heap_t *h, size_t need) {
   /* Blocks other threads freed may empty this region or older ones: count them first (a
    * producer thread that only allocates would otherwise never recycle a region). */
@@ -17,6 +52,15 @@ static NM_NOINLINE nm_page_t *nm_heap_bump_refill(nm_heap_t *h, size_t need) {
     old->capacity = 0;      /* everything freed: recycle the region whole */
     h->stats.bump_rewinds++;
     if (need <= old->reserved) return old;
+  }
+  if (NM_UNLIKELY(nm_heap_bump_pinned(h))) {
+    /* For the heap's life (a thread adopting it too): its small bump sizes' direct slots
+     * follow the pool classes that fit them from now on, kept by nm_heap_set_current. */
+    h->bump_off = true;
+    for (unsigned c = 0; c < NM_CLASS_BUMP; c++)
+      for (unsigned i = nm_bump_direct_first[c]; i < nm_bump_direct_end[c]; i++) h->direct[i] = h->current[c];
+    nm_heap_bump_release(h);
+    return NULL;
   }
   unsigned slices = (unsigned)(nm_route.opt.bump_region >> NM_SLICE_SHIFT);
   nm_page_t *pg = nm_heap_page_alloc(h, slices);
@@ -32,6 +76,7 @@ static NM_NOINLINE nm_page_t *nm_heap_bump_refill(nm_heap_t *h, size_t need) {
 }
 
 void *nm_heap_bump_alloc(nm_heap_t *h, size_t n) {
+  if (NM_UNLIKELY(h->bump_off)) return NULL;
   size_t need = nm_bump_need(n);
   nm_page_t *pg = h->bump;
   if (NM_UNLIKELY(pg == NULL || pg->capacity + need > pg->reserved)) {

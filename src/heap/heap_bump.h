@@ -8,7 +8,9 @@
 
 #include "nm_types.h"
 
-/* A block of n bytes (n <= region / 4) from h's current region; NULL if the OS refuses. */
+/* A block of n bytes (n <= region / 4) from h's current region; NULL if the OS refuses,
+ * or if h gave bump regions up (h->bump_off: its older regions were pinned by a few
+ * blocks each), and then its caller serves n from the pool. */
 void *nm_heap_bump_alloc(nm_heap_t *h, size_t n);
 /* A block of pg (owned by h) was freed by h's thread. */
 void nm_heap_bump_free_local(nm_heap_t *h, nm_page_t *pg);

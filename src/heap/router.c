@@ -17,6 +17,7 @@ nm_sizeclass_layout_t nm_classes;
 uint8_t nm_class_of[NM_CLASS_LOOKUP];
 size_t nm_fast_max;
 uint8_t nm_direct_first[NM_CLASS_MAX], nm_direct_end[NM_CLASS_MAX];
+uint8_t nm_bump_direct_first[NM_CLASS_MAX], nm_bump_direct_end[NM_CLASS_MAX];
 _Static_assert(NM_DIRECT_SLOTS <= UINT8_MAX, "direct slot numbers fit a byte");
 
 /* The backend a route's ranges give n (ranges cover every size, in order). */
@@ -109,6 +110,18 @@ int nm_router_init(const nm_route_t *route) {
     if (c >= NM_CLASS_BUMP) continue;
     if (nm_direct_end[c] == 0) nm_direct_end[c] = (uint8_t)(i + 1);
     nm_direct_first[c] = (uint8_t)i;
+  }
+  /* The bump-routed slots, by the pool class that fits them: a heap that gave bump regions
+   * up serves them from those classes' pages (nm_heap_set_current). */
+  memset(nm_bump_direct_first, 0, sizeof nm_bump_direct_first);
+  memset(nm_bump_direct_end, 0, sizeof nm_bump_direct_end);
+  cls = 0;
+  for (unsigned i = 0; i < NM_DIRECT_SLOTS && !nm_route_checked(&r); i++) {
+    if (nm_class_of[i] != NM_CLASS_BUMP) continue;
+    while (cls + 1 < layout.count && layout.size[cls] < i * NM_ALIGN) cls++;
+    if (layout.size[cls] < i * NM_ALIGN) break;
+    if (nm_bump_direct_end[cls] == 0) nm_bump_direct_first[cls] = (uint8_t)i;
+    nm_bump_direct_end[cls] = (uint8_t)(i + 1);
   }
   __atomic_store_n(&nm_fast_max, nm_route_checked(&r) ? 0 : NM_POOL_LIMIT, __ATOMIC_RELAXED);
   nm_page_new_flags = nm_route_checked(&r) ? NM_PAGE_DEBUG : 0;

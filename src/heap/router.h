@@ -47,6 +47,9 @@ extern size_t nm_fast_max;
 /* The direct slots (nm_heap_t.direct) of each pool class: [first, end), empty for a class
  * that serves no request up to NM_DIRECT_MAX on the fast path. */
 extern uint8_t nm_direct_first[NM_CLASS_MAX], nm_direct_end[NM_CLASS_MAX];
+/* The same for the slots the route sends to bump, by the pool class that fits them: used
+ * only by a heap that gave bump regions up (nm_heap_t.bump_off). */
+extern uint8_t nm_bump_direct_first[NM_CLASS_MAX], nm_bump_direct_end[NM_CLASS_MAX];
 
 /* n <= NM_POOL_LIMIT. */
 static inline unsigned nm_router_lookup(size_t n) {

@@ -21,7 +21,9 @@
  *      (a regression test: frees into the orphan give its regions back before that); and
  *      the regions of a live but idle thread whose blocks others free (and it frees some
  *      itself) go back on another thread's trim;
- *   8. a long-lived block pins its region (and only its region);
+ *   8. a long-lived block pins its region (and only its region); when long-lived blocks
+ *      pin many regions sparsely, the heap serves bump sizes from the pool (its direct slots
+ *      following the pool's pages), while a dense batch in flight keeps bump;
  *   9. a regression test: a refill while the OS refuses new segments must not retire the
  *      current region under itself;
  *  10. a regression test: statistics read while regions are made and retired keep
@@ -764,6 +766,82 @@ Test(bump, idle_owner_regions_freed_by_others_come_back) {
   nm_stats_t st;
   nm_stats_collect(&st);
   cr_assert_eq(st.total.live, 0u, "%llu blocks live", (unsigned long long)st.total.live);
+}
+
+/* Pinned regions: a program that keeps a few blocks of every batch for long (a cache
+ * among temporaries) would hold a region per batch. The heap counts its older regions and,
+ * once they hold few live blocks for those carved in them, serves bump sizes from the pool
+ * (the small ones through its direct slots too); a batch in flight, dense, keeps bump. */
+Test(bump, pinned_regions_make_the_heap_use_the_pool) {
+  start_throughput();
+  enum { KEEP_EVERY = 32, STEPS = 200000 };
+  static void *kept[STEPS / KEEP_EVERY];
+  static size_t kept_size[STEPS / KEEP_EVERY];
+  size_t nkept = 0;
+  uint64_t s = 5;
+  for (size_t i = 0; i < STEPS; i++) {
+    size_t n = 200 + splitmix(&s) % 1800;
+    void *p = nm_malloc(n);
+    cr_assert_not_null(p);
+    tag_fill(p, n, i);
+    if (i % KEEP_EVERY == 0) {   /* long-lived: one block in 32 */
+      kept_size[nkept] = n;
+      kept[nkept++] = p;
+    } else {
+      nm_free(p);
+    }
+  }
+  nm_bump_state_t st;
+  nm_heap_bump_state(&st);
+  /* ~220 MiB carved: without the census every region would stay (one kept block each). */
+  cr_assert_leq(st.regions, 40u, "%zu bump regions alive for %zu kept blocks: pinned regions were not given up",
+                st.regions, nkept);
+  cr_assert_leq(totals().page_bytes, 64 * MiB, "%zu bytes in pages", totals().page_bytes);
+  /* Bump sizes now come from the pool, small ones from the direct slots' pages too. */
+  const size_t sizes[] = { 1, 16, 100, 1000, 1024, 1025, 5000, BUMP_MAX };
+  for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+    void *blocks[300];
+    for (int j = 0; j < 300; j++) {   /* past a page: new pages become current */
+      blocks[j] = nm_malloc(sizes[k]);
+      cr_assert_not_null(blocks[j]);
+      cr_assert(!is_bump(blocks[j]), "malloc(%zu) is still a bump block", sizes[k]);
+      cr_assert_geq(nm_usable_size(blocks[j]), sizes[k]);
+      memset(blocks[j], (int)j, sizes[k]);
+    }
+    /* The fast path's direct slot follows the class's current page (where the last came from). */
+    if (sizes[k] <= NM_DIRECT_MAX)
+      cr_assert_eq(nm_tls_heap->direct[(sizes[k] + NM_ALIGN - 1) / NM_ALIGN], nm_segment_page_of(blocks[299]),
+                   "malloc(%zu): the direct slot does not hold the page the pool allocates from", sizes[k]);
+    for (int j = 0; j < 300; j++) {
+      cr_assert_eq(all_bytes(blocks[j], sizes[k], (uint8_t)j), sizes[k], "malloc(%zu) block %d overwritten",
+                   sizes[k], j);
+      nm_free(blocks[j]);
+    }
+  }
+  for (size_t i = 0; i < nkept; i++) {
+    cr_assert(tag_ok(kept[i], kept_size[i]), "long-lived block %zu (%p) corrupted", i, kept[i]);
+    nm_free(kept[i]);
+  }
+  nm_stats_t stats;
+  nm_stats_collect(&stats);
+  cr_assert_eq(stats.total.live, 0u, "%llu blocks live", (unsigned long long)stats.total.live);
+}
+
+Test(bump, dense_older_regions_keep_bump) {
+  start_throughput();
+  enum { BLOCKS = 48 * 1024 };   /* 48 MiB of 1 KiB blocks, all alive: a request in flight */
+  void **blocks = calloc(BLOCKS, sizeof *blocks);
+  cr_assert_not_null(blocks);
+  for (size_t i = 0; i < BLOCKS; i++) {
+    blocks[i] = nm_malloc(1000);
+    cr_assert_not_null(blocks[i]);
+    cr_assert(is_bump(blocks[i]), "block %zu of a dense request is not a bump block", i);
+  }
+  for (size_t i = 0; i < BLOCKS; i++) nm_free(blocks[i]);
+  void *p = nm_malloc(1000);
+  cr_assert(is_bump(p), "after the request, malloc(1000) left bump");
+  nm_free(p);
+  free(blocks);
 }
 
 /* ---- 8. a long-lived block pins its region ----------------------------------------------- */
