@@ -8,35 +8,35 @@
 /* Pinned regions: a region is recycled only when its last block goes, so a program that
  * keeps a few objects of every batch for long (sqlite3's page cache among its parser's
  * temporaries: 560 regions of 1 MiB alive for 14 MiB of live blocks) holds a region per
- * batch. Every NM_BUMP_CENSUS_EVERY regions made, the heap counts its older regions; when
- * there are at least NM_BUMP_PINNED_MIN of them and they hold less than 1 block in
+ * batch. Every NM_BUMP_CENSUS_EVERY regions made, the heap looks at its older regions;
+ * when at least NM_BUMP_PINNED_MIN of them each hold less than 1 live block in
  * NM_BUMP_DENSITY of those carved in them, it gives bump regions up: its bump-routed
  * requests go to the pool (nm_heap_t.bump_off). A request in flight fills its older regions
- * densely (64 MiB of live blocks: every block carved still lives), so it keeps them;
- * random replacement of long-lived blocks leaves them about 1 in 7 full (bench random). */
+ * densely (64 MiB of live blocks: every block carved still lives), so it keeps them; the
+ * regions python3 (PYTHONMALLOC=malloc) and git leave behind hold 1/3 to 1/2 of theirs. */
 #define NM_BUMP_CENSUS_EVERY 8u
-#define NM_BUMP_PINNED_MIN 8u
-#define NM_BUMP_DENSITY 4u
+#define NM_BUMP_PINNED_MIN 16u
+#define NM_BUMP_DENSITY 2u
 
 typedef struct {
   const nm_page_t *current;
-  uint64_t regions, live, carved;
+  unsigned sparse;          /* older regions holding < 1 live block in NM_BUMP_DENSITY carved */
 } nm_bump_census_t;
 
 static void nm_bump_census_add(nm_heap_t *h, nm_page_t *pg, void *arg) {
   (void)h;
   nm_bump_census_t *c = arg;
   if (pg->class_idx != NM_CLASS_BUMP || pg == c->current) return;
-  c->regions++;
-  c->live += pg->used;      /* remote frees not yet collected count as live: it errs dense */
-  c->carved += pg->allocs;  /* blocks carved since the region was made */
+  /* used: remote frees not yet collected count as live, so it errs dense; allocs: blocks
+   * carved since the region was made. */
+  if ((uint64_t)pg->used * NM_BUMP_DENSITY < pg->allocs) c->sparse++;
 }
 
 static bool nm_heap_bump_pinned(nm_heap_t *h) {
   if (++h->bump_census_clock % NM_BUMP_CENSUS_EVERY != 0) return false;
-  nm_bump_census_t c = { h->bump, 0, 0, 0 };
+  nm_bump_census_t c = { h->bump, 0 };
   nm_segment_foreach_page(h, nm_bump_census_add, &c);
-  return c.regions >= NM_BUMP_PINNED_MIN && c.live * NM_BUMP_DENSITY < c.carved;
+  return c.sparse >= NM_BUMP_PINNED_MIN;
 }
 
 /* The current region has no room for need bytes: rewind it if nothing in it lives,
