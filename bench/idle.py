@@ -27,7 +27,6 @@ import datetime
 import json
 import os
 import re
-import shlex
 import shutil
 import statistics
 import subprocess
@@ -544,29 +543,8 @@ def main():
         sys.exit("idle.py: no allocator to run")
     names = [n for n, _ in allocs]
 
-    rev = runbench.sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
-    if rev and runbench.sh(["git", "-C", ROOT, "status", "--porcelain", "--", "src", "preload", "include",
-                         "meson.build", "meson_options.txt"]):
-        rev += " + uncommitted changes in src/, preload/ or include/"
-    command = os.environ.get("NM_BENCH_COMMAND") or " ".join(
-        shlex.quote(x) for x in ["python3", os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
-    machine = runbench.machine_info(argparse.Namespace(nebula=args.nebula, nebula_nocounters=args.nebula))
-    meta = {
-        "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "command": command,
-        "runs": args.runs,
-        "quick": args.quick,
-        "interval_s": args.interval,
-        "bench_bin": args.bench_bin,
-        "allocators": [{"name": n, "env": e} for n, e in allocs],
-        "git": rev or "?",
-        # the last commit that changed the allocator (HEAD may only have changed bench/ or docs/)
-        "src_git": runbench.sh(["git", "-C", ROOT, "log", "-1", "--format=%h %cs", "--", "src", "preload",
-                                "include", "meson.build", "meson_options.txt"]) or "?",
-        "nebula_so_sha256": runbench.file_digest(args.nebula),
-        "machine": machine,
-        "loadavg_start": runbench.loadavg(),
-    }
+    meta = dict(runbench.source_meta(args.nebula), runs=args.runs, quick=args.quick, interval_s=args.interval,
+                bench_bin=args.bench_bin, allocators=[{"name": n, "env": e} for n, e in allocs])
 
     records = []
     total = args.runs * len(scenarios) * len(allocs)

@@ -35,7 +35,6 @@ import hashlib
 import json
 import os
 import random
-import shlex
 import shutil
 import signal
 import statistics
@@ -717,15 +716,8 @@ def main():
             sys.exit("programs.py: no program to run")
         prog_names = [p["name"] for p in progs]
 
-        rev = runbench.sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
-        if rev and runbench.sh(["git", "-C", ROOT, "status", "--porcelain", "--", "src", "preload", "include",
-                                "meson.build", "meson_options.txt"]):
-            rev += " + uncommitted changes in src/, preload/ or include/"
-        command = os.environ.get("NM_BENCH_COMMAND") or " ".join(
-            shlex.quote(x) for x in ["python3", os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
-        meta = {
-            "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-            "command": command,
+        meta = dict(runbench.source_meta(args.nebula))
+        meta.update({
             "runs": args.runs,
             "quick": args.quick,
             "sizes": {k: size(args, k) for k in SIZES},
@@ -735,14 +727,7 @@ def main():
             "versions": {exe: version_of(exe) for exe in dict.fromkeys(p["exe"] for p in progs)},
             "expected_sha256": expected,
             "maxrss_via": GNU_TIME if os.path.exists(GNU_TIME) else "os.wait4",
-            "git": rev or "?",
-            # the last commit that changed the allocator (HEAD may only have changed bench/ or docs/)
-            "src_git": runbench.sh(["git", "-C", ROOT, "log", "-1", "--format=%h %cs", "--", "src", "preload",
-                                    "include", "meson.build", "meson_options.txt"]) or "?",
-            "nebula_so_sha256": runbench.file_digest(args.nebula),
-            "machine": runbench.machine_info(argparse.Namespace(nebula=args.nebula, nebula_nocounters=args.nebula)),
-            "loadavg_start": runbench.loadavg(),
-        }
+        })
 
         records = []
         total = args.runs * len(progs) * len(allocs)

@@ -119,6 +119,29 @@ def file_digest(path):
         return None
 
 
+def source_meta(nebula):
+    """The header fields bench/idle.py and bench/programs.py report: date, command, the
+    commit (marked when the allocator's sources differ from it), the last commit that
+    changed the allocator, the preload's digest, the machine, the load at the start."""
+    rev = sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
+    if rev and sh(["git", "-C", ROOT, "status", "--porcelain", "--", "src", "preload", "include",
+                   "meson.build", "meson_options.txt"]):
+        rev += " + uncommitted changes in src/, preload/ or include/"
+    command = os.environ.get("NM_BENCH_COMMAND") or " ".join(
+        shlex.quote(x) for x in ["python3", os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
+    return {
+        "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "command": command,
+        "git": rev or "?",
+        # the last commit that changed the allocator (HEAD may only have changed bench/ or docs/)
+        "src_git": sh(["git", "-C", ROOT, "log", "-1", "--format=%h %cs", "--", "src", "preload",
+                       "include", "meson.build", "meson_options.txt"]) or "?",
+        "nebula_so_sha256": file_digest(nebula),
+        "machine": machine_info(argparse.Namespace(nebula=nebula, nebula_nocounters=nebula)),
+        "loadavg_start": loadavg(),
+    }
+
+
 def machine_info(args):
     model = "unknown"
     try:
