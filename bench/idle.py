@@ -550,22 +550,19 @@ def main():
     total = args.runs * len(scenarios) * len(allocs)
     width = max(len(n) for n in names)
     done = 0
-    for i in range(args.runs):
-        for si, sc in enumerate(scenarios):
-            k = (i + si) % len(allocs)
-            for pos, (name, env) in enumerate(allocs[k:] + allocs[:k]):
-                r = run_one(args, sc, env)
-                r.update({"scenario": sc, "allocator": name, "run": i, "position": pos})
-                records.append(r)
-                done += 1
-                if "error" in r:
-                    status = r["error"]
-                else:
-                    mt = run_metrics(sc, r)
-                    status = "after %s MiB  peak %s MiB  %.1f s  %d samples" % (
-                        mib(mt["after_kib"]), mib(mt["peak_kib"]), r["wall_s"], len(r["samples"]))
-                print("[%*d/%d] run %d  %-14s %-*s %s" % (len(str(total)), done, total, i + 1, sc,
-                                                         width, name, status), file=sys.stderr, flush=True)
+    for i, sc, pos, (name, env) in runbench.interleaved(args.runs, scenarios, allocs):
+        r = run_one(args, sc, env)
+        r.update({"scenario": sc, "allocator": name, "run": i, "position": pos})
+        records.append(r)
+        done += 1
+        if "error" in r:
+            status = r["error"]
+        else:
+            mt = run_metrics(sc, r)
+            status = "after %s MiB  peak %s MiB  %.1f s  %d samples" % (
+                mib(mt["after_kib"]), mib(mt["peak_kib"]), r["wall_s"], len(r["samples"]))
+        print("[%*d/%d] run %d  %-14s %-*s %s" % (len(str(total)), done, total, i + 1, sc,
+                                                 width, name, status), file=sys.stderr, flush=True)
     meta["loadavg_end"] = runbench.loadavg()
     summary = summarise(records, scenarios, names)
 

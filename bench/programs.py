@@ -733,20 +733,17 @@ def main():
         total = args.runs * len(progs) * len(allocs)
         width = max(len(n) for n in names)
         done = 0
-        for i in range(args.runs):
-            for pi, p in enumerate(progs):
-                k = (i + pi) % len(allocs)
-                for pos, (name, env) in enumerate(allocs[k:] + allocs[:k]):
-                    r = run_one(p, env, tmp, args.timeout)
-                    if "error" not in r and r["sha256"] != expected[p["name"]]:
-                        r["error"] = "output differs from glibc's (sha256 %s, expected %s)" % (
-                            r["sha256"][:12], expected[p["name"]][:12])
-                    r.update({"program": p["name"], "allocator": name, "run": i, "position": pos})
-                    records.append(r)
-                    done += 1
-                    status = r.get("error") or "%.3f s  %.1f MiB" % (r["wall_s"], r["maxrss_kib"] / 1024)
-                    print("[%*d/%d] run %d  %-14s %-*s %s" % (len(str(total)), done, total, i + 1, p["name"],
-                                                             width, name, status), file=sys.stderr, flush=True)
+        for i, p, pos, (name, env) in runbench.interleaved(args.runs, progs, allocs):
+            r = run_one(p, env, tmp, args.timeout)
+            if "error" not in r and r["sha256"] != expected[p["name"]]:
+                r["error"] = "output differs from glibc's (sha256 %s, expected %s)" % (
+                    r["sha256"][:12], expected[p["name"]][:12])
+            r.update({"program": p["name"], "allocator": name, "run": i, "position": pos})
+            records.append(r)
+            done += 1
+            status = r.get("error") or "%.3f s  %.1f MiB" % (r["wall_s"], r["maxrss_kib"] / 1024)
+            print("[%*d/%d] run %d  %-14s %-*s %s" % (len(str(total)), done, total, i + 1, p["name"],
+                                                     width, name, status), file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     meta["loadavg_end"] = runbench.loadavg()

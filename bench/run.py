@@ -119,6 +119,17 @@ def file_digest(path):
         return None
 
 
+def interleaved(runs, items, allocs):
+    """(run, item, position, (name, env)) in the order every benchmark here runs them: for
+    run i, for each item (workload, scenario, program), every allocator once, in an order
+    rotated by i and by the item, so slow drifts of the machine spread over all of them."""
+    for i in range(runs):
+        for ii, item in enumerate(items):
+            k = (i + ii) % len(allocs)
+            for pos, alloc in enumerate(allocs[k:] + allocs[:k]):
+                yield i, item, pos, alloc
+
+
 def source_meta(nebula):
     """The header fields bench/idle.py and bench/programs.py report: date, command, the
     commit (marked when the allocator's sources differ from it), the last commit that
@@ -859,19 +870,15 @@ def main():
     total = args.runs * len(workloads) * len(allocs)
     name_width = max(len(n) for n in names)
     done = 0
-    for i in range(args.runs):
-        for wi, w in enumerate(workloads):
-            k = (i + wi) % len(allocs)
-            order = allocs[k:] + allocs[:k]
-            for pos, (name, env) in enumerate(order):
-                r = run_one(args, w, env)
-                r.update({"workload": w, "allocator": name, "run": i, "position": pos})
-                records.append(r)
-                done += 1
-                status = r["error"] if "error" in r else "%.4f s  %d KiB" % (r["seconds"], r["maxrss_kb"])
-                print("[%*d/%d] run %d  %-11s %-*s %s" % (len(str(total)), done, total, i + 1, w,
-                                                          name_width, name, status),
-                      file=sys.stderr, flush=True)
+    for i, w, pos, (name, env) in interleaved(args.runs, workloads, allocs):
+        r = run_one(args, w, env)
+        r.update({"workload": w, "allocator": name, "run": i, "position": pos})
+        records.append(r)
+        done += 1
+        status = r["error"] if "error" in r else "%.4f s  %d KiB" % (r["seconds"], r["maxrss_kb"])
+        print("[%*d/%d] run %d  %-11s %-*s %s" % (len(str(total)), done, total, i + 1, w,
+                                                  name_width, name, status),
+              file=sys.stderr, flush=True)
 
     instructions = measure_counter_instructions(args, workloads, allocs)
     if not args.quick:
