@@ -140,10 +140,6 @@ void *nm_system_alloc_counted(size_t n, size_t alignment, bool zero) {
   return nm_system_counted(zero ? nm_system_calloc(1, n) : nm_system_malloc(n));
 }
 
-/* n bytes from the backend the router picks. When the OS refuses our backends a segment
- * (RLIMIT_AS nearly used up, after every heap gave back what it could), the request goes
- * to the next allocator, which may still fit it in what it has or in a smaller mapping:
- * such blocks are freed back to it like any of its own. */
 static unsigned nm_class_fit(size_t n);
 
 /* A bump-routed request: from h's bump region, or from the pool once h gave regions up. */
@@ -154,6 +150,10 @@ static void *nm_bump_or_pool(nm_heap_t *h, size_t n) {
   return cls == NM_CLASS_NONE ? NULL : nm_pool_alloc(h, cls);
 }
 
+/* n bytes from the backend the router picks. When the OS refuses our backends a segment
+ * (RLIMIT_AS nearly used up, after every heap gave back what it could), the request goes
+ * to the next allocator, which may still fit it in what it has or in a smaller mapping:
+ * such blocks are freed back to it like any of its own. */
 static void *nm_alloc_routed(size_t n) {
   nm_heap_t *h = nm_heap_ready();
   if (NM_UNLIKELY(h == NULL)) return nm_system_malloc(n);
